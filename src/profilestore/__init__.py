@@ -1,0 +1,1 @@
+"""profilestore: a self-hosted visitor profile store that speaks Adobe Target\x27s Profile APIs."""

@@ -1,0 +1,162 @@
+"""The bulk batch file format: Target's `batch=` CSV, read the way Target documents it.
+
+A file is a header line `batch=KEY,name,name,...` and data lines of comma-separated,
+percent-encoded UTF-8 cells. Structural problems raise `Rejected` (the whole request is
+refused); problems of one data line come back as a `RowFailure` and fail that line only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from .errors import Rejected
+
+KEY_COLUMNS = ("pcId", "thirdPartyId")
+THIRD_PARTY_ID_MAX = 256
+BOM = b"\xef\xbb\xbf"
+PREFIX = b"batch="
+# A header cell written raw with `#` (a real name starting with `#` arrives as `%23`) is a
+# comment column: the failed-rows CSV adds one for its reasons, so that file can be
+# resubmitted as it is.
+COMMENT_MARK = "#"
+
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+@dataclass(frozen=True)
+class Header:
+    key: str
+    names: tuple[str | None, ...]  # attribute name per column after the key; None = comment
+    line: bytes  # the header line as sent, for the failed-rows CSV
+    body_offset: int  # where the first data line starts
+
+    @property
+    def width(self) -> int:
+        return len(self.names) + 1
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    id: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    line: int
+    id: str
+    reason: str
+    raw: bytes
+
+
+def decode_cell(cell: str) -> str:
+    """Percent-decode one cell as Target does (`+` is a space); ValueError if malformed."""
+    if "%" not in cell:
+        return cell.replace("+", " ") if "+" in cell else cell
+    if _BAD_PERCENT.search(cell):
+        raise ValueError("invalid percent-encoding")
+    try:
+        return unquote_to_bytes(cell.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("percent-encoded bytes are not valid UTF-8") from None
+
+
+def parse_header(payload: bytes) -> Header:
+    start = len(BOM) if payload.startswith(BOM) else 0
+    end = payload.find(b"\n", start)
+    end = len(payload) if end < 0 else end
+    line = payload[start:end].rstrip(b"\r")
+    if not line.startswith(PREFIX):
+        raise Rejected(400, "The batch must start with 'batch=' followed by the header, e.g. batch=pcId,attr1,attr2")
+    try:
+        cells = line[len(PREFIX):].decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        raise Rejected(400, "The header line is not valid UTF-8") from None
+    names = [_header_name(i, cell) for i, cell in enumerate(cells, start=1)]
+    key = names[0]
+    if key not in KEY_COLUMNS:
+        raise Rejected(400, f"Unknown key column {key!r}: the first header must be pcId or thirdPartyId")
+    seen: set[str] = set()
+    for name in names[1:]:
+        if name in seen:
+            raise Rejected(400, f"Duplicate header name {name!r}: each attribute may appear once")
+        if name is not None:
+            seen.add(name)
+    return Header(key=key, names=tuple(names[1:]), line=line, body_offset=min(end + 1, len(payload)))
+
+
+def _header_name(column: int, cell: str) -> str | None:
+    if column > 1 and cell.startswith(COMMENT_MARK):
+        return None
+    try:
+        name = decode_cell(cell)
+    except ValueError as e:
+        raise Rejected(400, f"Header column {column} ({cell!r}): {e}") from None
+    if not name:
+        raise Rejected(400, f"Header column {column} is empty")
+    return name
+
+
+def count_rows(payload: bytes, header: Header) -> int:
+    """Data rows in the file: every line after the header that is not blank."""
+    lines = payload[header.body_offset:].split(b"\n")
+    return sum(1 for line in lines if line and line != b"\r")
+
+
+def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[list[tuple[int, bytes]], int, int]:
+    """Up to `limit` non-blank lines from `offset`: (line number, raw line), next offset, next line number."""
+    lines: list[tuple[int, bytes]] = []
+    size = len(payload)
+    while offset < size and len(lines) < limit:
+        end = payload.find(b"\n", offset)
+        end = size if end < 0 else end
+        raw = payload[offset:end]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if raw:
+            lines.append((line_no, raw))
+        offset = end + 1
+        line_no += 1
+    return lines, min(offset, size), line_no
+
+
+def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return RowFailure(line_no, "", "the line is not valid UTF-8", raw)
+    cells = text.split(",")
+    if len(cells) > header.width:
+        return RowFailure(
+            line_no, cells[0], f"{len(cells)} fields, but the header has {header.width}", raw
+        )
+    try:
+        visitor_id = decode_cell(cells[0])
+    except ValueError as e:
+        return RowFailure(line_no, cells[0], f"{header.key} {cells[0]!r}: {e}", raw)
+    problem = id_problem(header.key, visitor_id)
+    if problem:
+        return RowFailure(line_no, visitor_id, problem, raw)
+    attributes: dict[str, str] = {}
+    for name, cell in zip(header.names, cells[1:]):
+        if not cell or name is None:
+            continue  # an empty cell leaves the attribute unchanged
+        try:
+            attributes[name] = decode_cell(cell)
+        except ValueError as e:
+            return RowFailure(line_no, visitor_id, f"column {name!r} ({cell!r}): {e}", raw)
+    return Row(line_no, visitor_id, attributes)
+
+
+def id_problem(key: str, visitor_id: str) -> str | None:
+    if not visitor_id:
+        return f"empty {key}"
+    if key == "thirdPartyId":
+        if len(visitor_id) > THIRD_PARTY_ID_MAX:
+            return f"thirdPartyId is {len(visitor_id)} characters, the limit is {THIRD_PARTY_ID_MAX}"
+        if "+" in visitor_id or "/" in visitor_id:
+            return "thirdPartyId may not contain '+' or '/'"
+    return None

@@ -1,0 +1,8 @@
+"""The one exception the rules raise to refuse a request, with the HTTP status it deserves."""
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -1,0 +1,126 @@
+"""The store interface: the handful of named operations the rules above it need.
+
+A store only keeps and finds things; every rule (what an empty cell means, v1 versus v2,
+ordering, counting) lives in the service modules that call it. Each backend implements
+`Store` (reads, and `write` to run one transaction) and `WriteTx` (the operations allowed
+inside that transaction).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+QUEUED, RUNNING, COMPLETE, STUCK = "queued", "running", "complete", "stuck"
+
+
+@dataclass
+class Profile:
+    client: str
+    tnt_id: str
+    third_party_id: str | None
+    created_ms: int
+    modified_ms: int
+    # name -> (value, modified epoch ms); values are strings, as in Target
+    attributes: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    seq: int  # acceptance order, never reused
+    client: str
+    version: int  # 1: update existing profiles only; 2: create missing ones
+    accepted_ms: int
+    size: int  # data rows
+    payload_bytes: int
+    header: bytes  # the header line as sent, kept after the payload is dropped
+    cursor: int  # byte offset in the payload of the next line to apply
+    cursor_line: int  # line number at the cursor
+    state: str = QUEUED
+    consumed: int = 0
+    successful: int = 0
+    not_found: int = 0
+    failed: int = 0
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    attempts: int = 0  # consecutive failed attempts at the next chunk
+    stuck_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    line: int
+    id: str
+    reason: str
+    raw: bytes  # the line as sent
+
+
+class WriteTx(ABC):
+    """Operations inside one write transaction; all of them commit together or not at all."""
+
+    @abstractmethod
+    def insert_batch(self, batch: Batch, payload: bytes) -> int:
+        """Store a new batch and its bytes durably; return its seq (batch.seq is ignored)."""
+
+    @abstractmethod
+    def batch(self, seq: int) -> Batch | None:
+        """The batch as of this transaction."""
+
+    @abstractmethod
+    def update_batch(self, batch: Batch) -> None:
+        """Save the batch's state, cursor and counters."""
+
+    @abstractmethod
+    def drop_payload(self, seq: int) -> None:
+        """Forget the bytes of a batch that needs them no more."""
+
+    @abstractmethod
+    def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
+        """Record rows of a batch that failed, with their reasons."""
+
+    @abstractmethod
+    def profiles_by_tnt_id(self, client: str, tnt_ids: Iterable[str]) -> dict[str, Profile]:
+        """The existing profiles among these tntIds, by tntId."""
+
+    @abstractmethod
+    def profiles_by_third_party_id(self, client: str, ids: Iterable[str]) -> dict[str, Profile]:
+        """The existing profiles linked to these thirdPartyIds, by thirdPartyId."""
+
+    @abstractmethod
+    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+        """Insert or replace these profiles whole (ids, timestamps and attributes)."""
+
+
+class Store(ABC):
+    """A profile store. Reads never wait for writes; writes run one at a time."""
+
+    @abstractmethod
+    def write(self, fn: Callable[[WriteTx], T]) -> T:
+        """Run fn in one write transaction and return its result; an exception rolls it back."""
+
+    @abstractmethod
+    def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
+        """The profile found by id_kind ('tntId' or 'thirdPartyId'), or None."""
+
+    @abstractmethod
+    def batch(self, seq: int) -> Batch | None:
+        """A batch by seq, or None."""
+
+    @abstractmethod
+    def next_batch_to_apply(self) -> Batch | None:
+        """The earliest-accepted batch that is neither complete nor stuck."""
+
+    @abstractmethod
+    def batch_payload(self, seq: int) -> bytes | None:
+        """The bytes of a batch not yet complete."""
+
+    @abstractmethod
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
+        """A batch's failed rows in line order."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and threads; safe to call twice."""

@@ -1,0 +1,257 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Every write runs on one writer thread (the only connection that writes, `BEGIN IMMEDIATE`),
+so bulk chunks and other writes queue behind each other instead of fighting for the lock.
+Each reader thread has its own read-only connection and, thanks to WAL, never waits for
+the writer. Another process (a separate `profilestore worker`) may write to the same file;
+SQLite's lock and the busy timeout arbitrate between processes.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .base import COMPLETE, STUCK, Batch, FailedRow, Profile, Store, T, WriteTx
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    payload_bytes INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    cursor INTEGER NOT NULL,
+    cursor_line INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    consumed INTEGER NOT NULL DEFAULT 0,
+    successful INTEGER NOT NULL DEFAULT 0,
+    not_found INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    started_ms INTEGER,
+    finished_ms INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    stuck_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_to_apply ON batches (seq) WHERE state NOT IN ('complete', 'stuck');
+CREATE TABLE IF NOT EXISTS batch_payloads (
+    seq INTEGER PRIMARY KEY,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failed_rows (
+    seq INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    PRIMARY KEY (seq, line)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+    client TEXT NOT NULL,
+    tnt_id TEXT NOT NULL,
+    third_party_id TEXT,
+    created_ms INTEGER NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms]}
+    PRIMARY KEY (client, tnt_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS profiles_third_party_id
+    ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
+"""
+
+BATCH_COLUMNS = (
+    "client, version, accepted_ms, size, payload_bytes, header, cursor, cursor_line, state, consumed, successful,"
+    " not_found, failed, started_ms, finished_ms, attempts, stuck_reason"
+)
+INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+UPDATE_BATCH = f"UPDATE batches SET ({BATCH_COLUMNS}) = ({', '.join('?' * 17)}) WHERE seq = ?"
+SELECT_BATCH = "SELECT * FROM batches WHERE seq = ?"
+SELECT_NEXT_BATCH = f"SELECT * FROM batches WHERE state NOT IN ('{COMPLETE}', '{STUCK}') ORDER BY seq LIMIT 1"
+INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, ?)"
+SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
+DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
+INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES (?, ?, ?, ?, ?)"
+SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
+PROFILE_COLUMNS = "client, tnt_id, third_party_id, created_ms, modified_ms, attributes"
+SELECT_PROFILES_BY_TNT_ID = (
+    f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND tnt_id IN (SELECT value FROM json_each(?))"
+)
+SELECT_PROFILES_BY_THIRD_PARTY_ID = (
+    f"SELECT {PROFILE_COLUMNS} FROM profiles"
+    " WHERE client = ? AND third_party_id IN (SELECT value FROM json_each(?))"
+)
+SELECT_PROFILE = {
+    "tntId": f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND tnt_id = ?",
+    "thirdPartyId": f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND third_party_id = ?",
+}
+UPSERT_PROFILE = f"""
+INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (client, tnt_id) DO UPDATE SET
+    third_party_id = excluded.third_party_id,
+    modified_ms = excluded.modified_ms,
+    attributes = excluded.attributes
+"""
+
+
+def _batch_values(batch: Batch) -> tuple:
+    return (
+        batch.client, batch.version, batch.accepted_ms, batch.size, batch.payload_bytes, batch.header, batch.cursor,
+        batch.cursor_line, batch.state, batch.consumed, batch.successful, batch.not_found, batch.failed,
+        batch.started_ms, batch.finished_ms, batch.attempts, batch.stuck_reason,
+    )  # fmt: skip
+
+
+def _batch(row: sqlite3.Row | None) -> Batch | None:
+    return Batch(**dict(row)) if row else None
+
+
+def _profile(row: tuple) -> Profile:
+    client, tnt_id, third_party_id, created_ms, modified_ms, attributes = row
+    return Profile(
+        client, tnt_id, third_party_id, created_ms, modified_ms,
+        {name: (value, ms) for name, (value, ms) in json.loads(attributes).items()},
+    )  # fmt: skip
+
+
+class SQLiteTx(WriteTx):
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def insert_batch(self, batch: Batch, payload: bytes) -> int:
+        seq = self._conn.execute(INSERT_BATCH, _batch_values(batch)).lastrowid
+        self._conn.execute(INSERT_PAYLOAD, (seq, payload))
+        return seq
+
+    def batch(self, seq: int) -> Batch | None:
+        return _batch(self._conn.execute(SELECT_BATCH, (seq,)).fetchone())
+
+    def update_batch(self, batch: Batch) -> None:
+        self._conn.execute(UPDATE_BATCH, (*_batch_values(batch), batch.seq))
+
+    def drop_payload(self, seq: int) -> None:
+        self._conn.execute(DELETE_PAYLOAD, (seq,))
+
+    def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
+        self._conn.executemany(INSERT_FAILED_ROW, ((seq, r.line, r.id, r.reason, r.raw) for r in rows))
+
+    def profiles_by_tnt_id(self, client: str, tnt_ids: Iterable[str]) -> dict[str, Profile]:
+        rows = self._conn.execute(SELECT_PROFILES_BY_TNT_ID, (client, json.dumps(list(tnt_ids))))
+        return {p.tnt_id: p for p in map(_profile, rows)}
+
+    def profiles_by_third_party_id(self, client: str, ids: Iterable[str]) -> dict[str, Profile]:
+        rows = self._conn.execute(SELECT_PROFILES_BY_THIRD_PARTY_ID, (client, json.dumps(list(ids))))
+        return {p.third_party_id: p for p in map(_profile, rows)}
+
+    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+        self._conn.executemany(
+            UPSERT_PROFILE,
+            (
+                (p.client, p.tnt_id, p.third_party_id, p.created_ms, p.modified_ms,
+                 json.dumps(p.attributes, ensure_ascii=False, separators=(",", ":")))
+                for p in profiles
+            ),
+        )  # fmt: skip
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._writes: queue.SimpleQueue = queue.SimpleQueue()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+        self.write(lambda tx: None)  # the schema exists before any reader connects
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, fn: Callable[[WriteTx], T]) -> T:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        future: Future = Future()
+        self._writes.put((fn, future))
+        return future.result()
+
+    def _write_loop(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        conn.row_factory = sqlite3.Row
+        # FULL: a batch acknowledged to its sender survives a power cut, not only a crash.
+        conn.executescript("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        self._migrate(conn)
+        tx = SQLiteTx(conn)
+        while (item := self._writes.get()) is not None:
+            fn, future = item
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = fn(tx)
+                conn.execute("COMMIT")
+            except BaseException as e:  # the caller gets the error; the writer goes on
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+        conn.close()
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
+        row = self._reader().execute(SELECT_PROFILE[id_kind], (client, visitor_id)).fetchone()
+        return _profile(tuple(row)) if row else None
+
+    def batch(self, seq: int) -> Batch | None:
+        return _batch(self._reader().execute(SELECT_BATCH, (seq,)).fetchone())
+
+    def next_batch_to_apply(self) -> Batch | None:
+        return _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
+
+    def batch_payload(self, seq: int) -> bytes | None:
+        row = self._reader().execute(SELECT_PAYLOAD, (seq,)).fetchone()
+        return row[0] if row else None
+
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
+        rows = self._reader().execute(SELECT_FAILED_ROWS, (seq, -1 if limit is None else limit, offset))
+        return [FailedRow(*row) for row in rows]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writes.put(None)
+        self._writer.join()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

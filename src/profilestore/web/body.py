@@ -1,0 +1,76 @@
+"""Reading a batch off the wire: a raw body (any content type, never parsed as a form), or a
+multipart upload with one file; either may be gzip-compressed. Size limits hold before and
+after decompression."""
+
+from __future__ import annotations
+
+import zlib
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from ..errors import Rejected
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+async def read_batch(request: Request, limit: int) -> bytes:
+    body = await _read_capped(request, limit)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, limit)
+    elif encoding not in ("identity", ""):
+        raise Rejected(415, f"Unsupported Content-Encoding {encoding!r}: send the batch plain or gzip-compressed")
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        body = await _single_file(request, body)
+    # A batch file always starts with `batch=`, so gzip's magic number can only mean a .gz file.
+    if body.startswith(GZIP_MAGIC):
+        body = _gunzip(body, limit)
+    return body
+
+
+def _too_large(limit: int, what: str) -> Rejected:
+    return Rejected(413, f"The batch is {what}{limit:,} bytes or more; batches must be under {limit:,} bytes")
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) >= limit:
+        raise _too_large(limit, "")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) >= limit:
+            raise _too_large(limit, "")
+    return bytes(body)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit)
+    except zlib.error as e:
+        raise Rejected(400, f"The body is not valid gzip: {e}") from None
+    if inflater.unconsumed_tail or len(out) >= limit:
+        raise _too_large(limit, "after decompression ")
+    if not inflater.eof:
+        raise Rejected(400, "The gzip stream is truncated")
+    return out
+
+
+async def _single_file(request: Request, body: bytes) -> bytes:
+    async def stream():
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, stream(), max_files=1).parse()
+    except MultiPartException as e:
+        raise Rejected(400, f"Multipart upload: {e.message}; send one file part holding the batch") from None
+    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not files:
+        raise Rejected(400, "Multipart upload has no file part; send the batch as one file, e.g. curl -F file=@batch.txt")
+    try:
+        return await files[0].read()
+    finally:
+        await form.close()

@@ -1,0 +1,49 @@
+"""Target's Bulk Profile Update API: batchUpdate (v1, v2) and batchStatus, in Target's XML."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ..batches import BatchService, id_of
+from ..store.base import Batch
+from . import xml
+from .body import read_batch
+from .deps import batches
+
+router = APIRouter()
+
+
+@router.post("/m2/{client}/profile/batchUpdate")
+async def batch_update_v1(client: str, request: Request, service: BatchService = Depends(batches)) -> Response:
+    return await _submit(request, service, client, version=1)
+
+
+@router.post("/m2/{client}/v2/profile/batchUpdate")
+async def batch_update_v2(client: str, request: Request, service: BatchService = Depends(batches)) -> Response:
+    return await _submit(request, service, client, version=2)
+
+
+async def _submit(request: Request, service: BatchService, client: str, version: int) -> Response:
+    payload = await read_batch(request, service.settings.max_batch_bytes)
+    batch = await run_in_threadpool(service.submit, client, version, payload)
+    request.app.state.worker_wake()
+    return xml.submitted(batch, status_url(request, batch))
+
+
+def status_url(request: Request, batch: Batch) -> str:
+    base = request.app.state.settings.public_url or str(request.base_url)
+    version = "/v2" if batch.version == 2 else ""
+    return f"{base.rstrip('/')}/m2/{batch.client}{version}/profile/batchStatus?batchId={id_of(batch)}"
+
+
+@router.get("/m2/{client}/profile/batchStatus")
+@router.get("/m2/{client}/v2/profile/batchStatus")
+def batch_status(
+    client: str, batchId: str = "", showDetails: str = "false", service: BatchService = Depends(batches)
+) -> Response:
+    if not batchId:
+        return xml.refused(400, "The batchId query parameter is required")
+    batch = service.find(batchId, client)
+    return xml.batch_status(batch, showDetails.lower() == "true", service.store.failed_rows(batch.seq))

@@ -1,0 +1,51 @@
+"""Target's XML answers for the bulk API."""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import escape as _escape
+
+from fastapi.responses import Response
+
+from ..batches import id_of, target_status
+from ..store.base import Batch, FailedRow
+
+
+# Characters XML 1.0 cannot carry at all, even escaped; a percent-decoded id may hold them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def escape(text: str) -> str:
+    return _escape(_NOT_XML.sub("\ufffd", text))
+
+
+def xml(body: str, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/xml", headers=headers)
+
+
+def submitted(batch: Batch, status_url: str) -> Response:
+    return xml(
+        "<response><success>true</success>"
+        f"<batchStatus>{escape(status_url)}</batchStatus>"
+        f"<batchId>{escape(id_of(batch))}</batchId>"
+        "<message>Batch submitted for processing</message></response>"
+    )
+
+
+def refused(status: int, message: str) -> Response:
+    return xml(f"<response><success>false</success><message>{escape(message)}</message></response>", status)
+
+
+def batch_status(batch: Batch, details: bool, failed: list[FailedRow]) -> Response:
+    parts = [
+        f"<response><batchId>{escape(id_of(batch))}</batchId>",
+        f"<status>{target_status(batch)}</status><batchSize>{batch.size}</batchSize>",
+    ]
+    if details:
+        parts.append(
+            f"<consumedCount>{batch.consumed}</consumedCount><successfulUpdates>{batch.successful}</successfulUpdates>"
+            f"<profilesNotFound>{batch.not_found}</profilesNotFound><failedUpdates>{batch.failed}</failedUpdates>"
+        )
+    parts.extend(f"<profile><id>{escape(row.id)}</id><status>failed</status></profile>" for row in failed)
+    parts.append("</response>")
+    return xml("".join(parts))

@@ -1,0 +1,67 @@
+"""The worker: applies accepted batches one at a time, earliest accepted first, chunk by chunk.
+
+Taking the earliest unfinished batch keeps every client's batches in acceptance order. Each
+chunk is one transaction that checks and advances the batch's cursor, so a worker killed at any
+moment resumes exactly where the last commit left off, and two workers on one store never apply
+the same chunk twice (the second finds the cursor moved and skips ahead).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .batches import BatchService, id_of
+from .batchfile import parse_header
+from .errors import Rejected
+from .store.base import COMPLETE, STUCK
+
+log = logging.getLogger("profilestore.worker")
+
+
+class Worker:
+    def __init__(self, batches: BatchService, poll_seconds: float):
+        self.batches = batches
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll (a batch was just accepted)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            if not self.apply_next():
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def apply_next(self) -> bool:
+        """Apply the next batch until it is finished or the worker stops; False if none waits."""
+        store = self.batches.store
+        batch = store.next_batch_to_apply()
+        if batch is None:
+            return False
+        payload = store.batch_payload(batch.seq)
+        if payload is None:
+            self.batches.record_failed_attempt(batch, "the batch's bytes are missing from the store", give_up=True)
+            return True
+        try:
+            header = parse_header(payload)
+        except Rejected as e:
+            self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
+            return True
+        while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
+            try:
+                batch = self.batches.apply_chunk(batch, header, payload)
+            except Exception as e:  # a store or programming error: retry, then call it stuck
+                log.exception("applying a chunk of batch %s failed", id_of(batch))
+                batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
+                self._stop.wait(1.0)
+        if batch.state == COMPLETE:
+            log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
+        return True

@@ -1,0 +1,132 @@
+"""Row rules: what each cell means, and rows that fail alone with their line and reason."""
+
+import re
+
+from support import apply, attributes
+
+
+def failures(http, record) -> list[tuple[int, str, str]]:
+    rows = http.get(f"/api/batches/{record['batchId']}/failures").json()["failedRows"]
+    return [(r["line"], r["id"], r["reason"]) for r in rows]
+
+
+def test_ragged_rows_and_empty_cells_leave_attributes_unchanged(http):
+    apply(http, "batch=thirdPartyId,a,b,c\nc1,1,2,3\n")
+    apply(http, "batch=thirdPartyId,a,b,c\nc1,,20\n")
+    assert attributes(http, "c1") == {"a": "1", "b": "20", "c": "3"}
+
+
+def test_names_and_values_are_percent_decoded_utf8_with_plus_as_space(http):
+    apply(http, "batch=thirdPartyId,home%20city,note\nc1,S%C3%A3o+Paulo,caf%C3%A9+%2B+cr%C3%A8me\n")
+    assert attributes(http, "c1") == {"home city": "São Paulo", "note": "café + crème"}
+
+
+def test_raw_utf8_and_raw_ampersand_are_data(http):
+    record = apply(http, "batch=thirdPartyId,city,shop\nc1,東京,A&B\nc2,Zürich,C\n")
+    assert record["successfulUpdates"] == 2
+    assert attributes(http, "c1") == {"city": "東京", "shop": "A&B"}
+    assert attributes(http, "c2") == {"city": "Zürich", "shop": "C"}
+
+
+def test_names_and_values_keep_their_case(http):
+    apply(http, "batch=thirdPartyId,Tier,tier\nc1,Gold,gold\n")
+    assert attributes(http, "c1") == {"Tier": "Gold", "tier": "gold"}
+
+
+def test_bad_rows_fail_alone_with_line_and_reason(http):
+    long_id = "x" * 257
+    batch = (
+        "batch=thirdPartyId,city\n"
+        "ok1,Oslo\n"  # line 2
+        ",Rome\n"  # 3: empty id
+        f"{long_id},Rome\n"  # 4: too long
+        "a%2Bb,Rome\n"  # 5: + after decoding
+        "a%2Fb,Rome\n"  # 6: / after decoding
+        "bad,R%zzome\n"  # 7: invalid percent-encoding
+        "wide,Rome,extra\n"  # 8: more fields than the header
+        "ok2,Bergen\n"  # 9
+    )
+    record = apply(http, batch)
+    assert (record["successfulUpdates"], record["failedUpdates"], record["consumedCount"]) == (2, 6, 8)
+    assert failures(http, record) == [
+        (3, "", "empty thirdPartyId"),
+        (4, long_id, "thirdPartyId is 257 characters, the limit is 256"),
+        (5, "a+b", "thirdPartyId may not contain '+' or '/'"),
+        (6, "a/b", "thirdPartyId may not contain '+' or '/'"),
+        (7, "bad", "column 'city' ('R%zzome'): invalid percent-encoding"),
+        (8, "wide", "3 fields, but the header has 2"),
+    ]
+    assert attributes(http, "ok1") == {"city": "Oslo"} and attributes(http, "ok2") == {"city": "Bergen"}
+    assert attributes(http, "bad") is None
+
+
+def test_thirdpartyid_of_256_characters_is_fine(http):
+    record = apply(http, f"batch=thirdPartyId,city\n{'y' * 256},Oslo\n")
+    assert record["successfulUpdates"] == 1
+
+
+def test_percent_encoded_bytes_that_are_not_utf8_fail_the_row(http):
+    record = apply(http, "batch=pcId,city\np1,%E9t%E9\np2,ok\n")
+    assert failures(http, record) == [(2, "p1", "column 'city' ('%E9t%E9'): percent-encoded bytes are not valid UTF-8")]
+
+
+def test_raw_bytes_that_are_not_utf8_fail_the_row(http):
+    body = b"batch=pcId,city\np1,\xe9t\xe9\np2,ok\n"
+    record = apply(http, body)
+    assert failures(http, record) == [(2, "", "the line is not valid UTF-8")]
+    assert attributes(http, "p2", by="tntId") == {"city": "ok"}
+
+
+def test_blank_lines_are_not_rows_but_keep_line_numbers(http):
+    record = apply(http, "batch=pcId,city\n\np1,Oslo\n\n,Rome\n")
+    assert record["batchSize"] == 2
+    assert failures(http, record) == [(5, "", "empty pcId")]
+
+
+def test_v1_updates_existing_profiles_and_counts_the_others_as_not_found(http):
+    apply(http, "batch=thirdPartyId,city\nknown,Oslo\n", version=2)
+    record = apply(http, "batch=thirdPartyId,city\nknown,Rome\nunknown,Paris\n", version=1)
+    assert (record["successfulUpdates"], record["profilesNotFound"], record["failedUpdates"]) == (1, 1, 0)
+    assert attributes(http, "known") == {"city": "Rome"}
+    assert attributes(http, "unknown") is None
+
+
+def test_v1_by_pcid_does_not_create_profiles(http):
+    record = apply(http, "batch=pcId,city\nnew-tnt,Oslo\n", version=1)
+    assert record["profilesNotFound"] == 1
+    assert attributes(http, "new-tnt", by="tntId") is None
+
+
+def test_v2_pcid_row_creates_a_profile_with_that_tntid(http):
+    apply(http, "batch=pcId,city\nabc.28_0,Oslo\n")
+    assert attributes(http, "abc.28_0", by="tntId") == {"city": "Oslo"}
+
+
+def test_v2_thirdpartyid_row_creates_a_profile_with_a_new_tntid_in_targets_shape(http):
+    apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")
+    profile = http.get("/api/profiles/thirdPartyId/crm-1", params={"client": "demo"}).json()
+    assert profile["thirdPartyId"] == "crm-1"
+    assert re.fullmatch(r"[0-9a-f]{32}\.\d{2}_0", profile["tntId"])
+    assert attributes(http, profile["tntId"], by="tntId") == {"city": "Oslo"}
+
+
+def test_v2_row_with_only_an_id_creates_an_empty_profile(http):
+    record = apply(http, "batch=thirdPartyId,city\nc1\nc2,\n")
+    assert record["successfulUpdates"] == 2
+    assert attributes(http, "c1") == {} and attributes(http, "c2") == {}
+
+
+def test_clients_are_separate(http):
+    apply(http, "batch=thirdPartyId,city\nc1,Oslo\n", client="acme")
+    assert attributes(http, "c1", client="acme") == {"city": "Oslo"}
+    assert attributes(http, "c1", client="demo") is None
+
+
+def test_comment_columns_are_ignored(http):
+    apply(http, "batch=thirdPartyId,city,#note\nc1,Oslo,whatever\n")
+    assert attributes(http, "c1") == {"city": "Oslo"}
+
+
+def test_percent_encoded_hash_is_a_real_name(http):
+    apply(http, "batch=thirdPartyId,%23tag\nc1,vip\n")
+    assert attributes(http, "c1") == {"#tag": "vip"}
