@@ -68,3 +68,9 @@ def test_a_separate_worker_process_applies_batches(tmp_path):
         finally:
             worker.terminate()
             assert worker.wait(timeout=30) == 0
+
+
+def test_unreachable_service_is_a_clear_error(tmp_path):
+    shown = cli("status", "demo-1700000000000-9", url="http://127.0.0.1:9")
+    assert shown.returncode == 1
+    assert "Cannot reach profilestore at http://127.0.0.1:9" in shown.stderr

@@ -6,7 +6,9 @@ import logging
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from xml.etree import ElementTree
 
 import click
@@ -88,7 +90,7 @@ def worker(store, data_dir) -> None:
 def upload(file: Path, client: str, v1: bool, wait: bool, url: str) -> None:
     """Submit a batch file, as `curl --data-binary @FILE` would."""
     path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
-    with httpx.Client(base_url=url, timeout=300) as http:
+    with _service(url) as http:
         answer = http.post(
             path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
@@ -106,7 +108,7 @@ def upload(file: Path, client: str, v1: bool, wait: bool, url: str) -> None:
 @service_url
 def status(batch_id: str, url: str) -> None:
     """Show a batch's state and counts."""
-    with httpx.Client(base_url=url) as http:
+    with _service(url) as http:
         _print_record(_get_json(http, f"/api/batches/{batch_id}"), url)
 
 
@@ -123,8 +125,17 @@ def profile() -> None:
 def profile_get(visitor_id: str, client: str, by_third_party: bool, url: str) -> None:
     """Print a profile as the Profile Fetch API returns it."""
     path = f"/rest/v1/profiles/thirdPartyId/{visitor_id}" if by_third_party else f"/rest/v1/profiles/{visitor_id}"
-    with httpx.Client(base_url=url) as http:
+    with _service(url) as http:
         console.print_json(data=_get_json(http, path, params={"client": client}))
+
+
+@contextmanager
+def _service(url: str) -> Iterator[httpx.Client]:
+    try:
+        with httpx.Client(base_url=url, timeout=300) as http:
+            yield http
+    except httpx.TransportError as e:
+        raise click.ClickException(f"Cannot reach profilestore at {url}: {e}") from None
 
 
 def _get_json(http: httpx.Client, path: str, params: dict | None = None) -> dict:
