@@ -43,6 +43,7 @@ def with_store_options(fn):
 def main(verbose: bool) -> None:
     """A self-hosted visitor profile store that speaks Adobe Target's Profile APIs."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)  # not every request
 
 
 @main.command()
