@@ -66,6 +66,12 @@ def attributes(http, visitor_id: str, client: str = "demo", by: str = "thirdPart
     return {name: a["value"] for name, a in response.json()["profileAttributes"].items()}
 
 
+def deliver(http, body: dict, client: str | None = "demo", session: str = "s1", **params) -> httpx.Response:
+    """A Delivery API call, as a page or a server SDK makes it."""
+    query = {"sessionId": session, **({"client": client} if client else {}), **params}
+    return http.post("/rest/v1/delivery", params=query, json={"context": {"channel": "web"}, **body})
+
+
 def seq_of(batch_id: str) -> int:
     return int(batch_id.rsplit("-", 1)[1])
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Callable
 from urllib.parse import quote
 
 from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_row, take_lines
+from .clients import check_client
 from .config import Settings
 from .errors import Rejected
 from .ids import batch_id, now_ms, parse_batch_id
-from .profiles import new_profile
+from .profiles import batch_write_order, new_profile, set_attributes
 from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, WriteTx
 
-CLIENT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TARGET_STATUS = {COMPLETE: "complete", STUCK: "stuck"}  # anything else is still "incomplete"
 MAX_ATTEMPTS = 3
-
-
-def check_client(client: str) -> None:
-    if not CLIENT_CODE.fullmatch(client):
-        raise Rejected(400, f"Invalid client code {client!r}: use up to 64 letters, digits, '_', '.' or '-'")
 
 
 def target_status(batch: Batch) -> str:
@@ -136,14 +130,10 @@ class BatchService:
 
 
 def apply_rows(tx: WriteTx, batch: Batch, key: str, rows: list[Row | RowFailure], now: int) -> ChunkOutcome:
-    """Apply good rows in file order: each sets the attributes it names and leaves the
-    others alone. v1 updates existing profiles only; v2 creates the missing ones."""
+    """Apply good rows in file order. v1 updates existing profiles only; v2 creates the missing ones."""
     good = [r for r in rows if isinstance(r, Row)]
-    ids = {r.id for r in good}
-    if key == "pcId":
-        profiles = tx.profiles_by_tnt_id(batch.client, ids)
-    else:
-        profiles = tx.profiles_by_third_party_id(batch.client, ids)
+    profiles = tx.profiles_by(batch.client, "tntId" if key == "pcId" else "thirdPartyId", {r.id for r in good})
+    order = batch_write_order(batch.seq)
     outcome = ChunkOutcome()
     changed: dict[str, Profile] = {}
     for row in good:
@@ -154,9 +144,7 @@ def apply_rows(tx: WriteTx, batch: Batch, key: str, rows: list[Row | RowFailure]
                 continue
             profile = profiles[row.id] = new_profile(batch.client, key, row.id, now)
             changed[profile.tnt_id] = profile
-        if row.attributes:
-            profile.attributes.update((name, (value, now)) for name, value in row.attributes.items())
-            profile.modified_ms = now
+        if set_attributes(profile, row.attributes, now, order):
             changed[profile.tnt_id] = profile
         outcome.successful += 1
     tx.save_profiles(changed.values())

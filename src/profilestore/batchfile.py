@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from .errors import Rejected
+from .ids import third_party_id_problem
 
 KEY_COLUMNS = ("pcId", "thirdPartyId")
-THIRD_PARTY_ID_MAX = 256
 BOM = b"\xef\xbb\xbf"
 PREFIX = b"batch="
 # A header cell written raw with `#` (a real name starting with `#` arrives as `%23`) is a
@@ -142,8 +142,8 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
         return RowFailure(line_no, visitor_id, problem, raw)
     attributes: dict[str, str] = {}
     for name, cell in zip(header.names, cells[1:]):
-        if not cell or name is None:
-            continue  # an empty cell leaves the attribute unchanged
+        if name is None:
+            continue
         try:
             attributes[name] = decode_cell(cell)
         except ValueError as e:
@@ -154,9 +154,4 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
 def id_problem(key: str, visitor_id: str) -> str | None:
     if not visitor_id:
         return f"empty {key}"
-    if key == "thirdPartyId":
-        if len(visitor_id) > THIRD_PARTY_ID_MAX:
-            return f"thirdPartyId is {len(visitor_id)} characters, the limit is {THIRD_PARTY_ID_MAX}"
-        if "+" in visitor_id or "/" in visitor_id:
-            return "thirdPartyId may not contain '+' or '/'"
-    return None
+    return third_party_id_problem(visitor_id) if key == "thirdPartyId" else None

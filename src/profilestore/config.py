@@ -19,10 +19,23 @@ class Settings:
     chunk_rows: int = 5_000  # rows applied per transaction
     run_worker: bool = True  # `serve` applies batches itself unless told another process does
     worker_poll_seconds: float = 0.5  # how often a worker looks for batches accepted by other processes
+    max_update_get_bytes: int = 8 * 1024  # Target: single update requests of 8 KB for GET
+    max_update_post_bytes: int = 60 * 1024  # and 60 KB for POST
+    max_attribute_name: int = 128  # Target: profile parameter names up to 128 characters
+    max_delivery_params: int = 50  # Target: 50 profile parameters per Delivery API request
+    max_delivery_value: int = 5000  # Target: Delivery API profile parameter values up to 5000 characters
+    max_delivery_bytes: int = 60 * MB  # Target: Delivery API bodies up to 60 MB
+    client_orgs: str = ""  # "client=ORGID@AdobeOrg,…": the client a Delivery request of that organization is for
+    default_client: str = ""  # the client of Delivery requests that name none and match no other rule
 
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite:///{self.data_dir / 'profilestore.db'}"
+
+    @property
+    def clients_by_org(self) -> dict[str, str]:
+        pairs = (entry.split("=", 1) for entry in self.client_orgs.split(",") if "=" in entry)
+        return {org.strip(): client.strip() for client, org in pairs}
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict = os.environ, **overrides) -> Settings:

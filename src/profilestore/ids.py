@@ -6,6 +6,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+THIRD_PARTY_ID_MAX = 256  # Target's limit for mbox3rdPartyId
+
 # Target's tntId is `<32 hex>.<edge cluster>_<n>`; one cluster here, so a fixed one.
 TNT_ID_SUFFIX = ".01_0"
 
@@ -37,3 +39,12 @@ def parse_batch_id(value: str) -> tuple[str, int, int] | None:
     if not (client and accepted.isdigit() and seq.isdigit()):
         return None
     return client, int(accepted), int(seq)
+
+
+def third_party_id_problem(value: str) -> str | None:
+    """What makes a thirdPartyId unacceptable to Target, or None."""
+    if len(value) > THIRD_PARTY_ID_MAX:
+        return f"thirdPartyId is {len(value)} characters, the limit is {THIRD_PARTY_ID_MAX}"
+    if "+" in value or "/" in value:
+        return "thirdPartyId may not contain '+' or '/'"
+    return None

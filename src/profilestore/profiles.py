@@ -1,20 +1,109 @@
-"""Profiles as Target shows them, and the rule for a profile that does not exist yet."""
+"""The profile rules every write path shares (bulk rows, single updates, in-page updates),
+and profiles as Target shows them."""
 
 from __future__ import annotations
 
-from .ids import iso_ms, new_tnt_id
-from .store.base import Profile
+from dataclasses import dataclass
 
-ID_KINDS = ("tntId", "thirdPartyId")
-NOT_FOUND_LABEL = {"tntId": "mboxPC", "thirdPartyId": "third party id"}
+from .ids import iso_ms, new_tnt_id
+from .store.base import Attribute, Profile, WriteTx
+
+NOT_FOUND_LABEL = {"tntId": "mboxPC", "thirdPartyId": "third party id", "marketingCloudVisitorId": "marketingCloudVisitorId"}
+
+
+def batch_write_order(batch_seq: int) -> int:
+    """Writes are ordered by acceptance, never by wall clocks: a batch's rows rank by the batch's
+    seq; a single or in-page write ranks just after the latest batch accepted before it (see
+    single_write_order), so that batch's rows, applied later, do not overwrite it."""
+    return 2 * batch_seq
+
+
+def single_write_order(tx: WriteTx) -> int:
+    return 2 * tx.last_batch_seq() + 1
+
+
+def set_attributes(profile: Profile, values: dict[str, str], now: int, order: int) -> bool:
+    """A write sets the attributes it names and leaves the others alone. An empty value means
+    "leave unchanged" (Target's rule), and an attribute set by a later-accepted write stays.
+    True if anything changed."""
+    changed = False
+    attributes = profile.attributes
+    for name, value in values.items():
+        if value == "":
+            continue
+        current = attributes.get(name)
+        if current is None or current.order <= order:
+            attributes[name] = Attribute(value, now, order)
+            changed = True
+    if changed:
+        profile.modified_ms = now
+    return changed
+
+
+def merge_into(winner: Profile, other: Profile, now: int) -> None:
+    """Target's merge on linking: where both have an attribute, the winner's (the thirdPartyId
+    profile's) value stays; every other attribute of both survives."""
+    for name, attribute in other.attributes.items():
+        winner.attributes.setdefault(name, attribute)
+    winner.third_party_id = winner.third_party_id or other.third_party_id
+    winner.mcvid = winner.mcvid or other.mcvid
+    winner.created_ms = min(winner.created_ms, other.created_ms)
+    winner.modified_ms = now
 
 
 def new_profile(client: str, key: str, visitor_id: str, now: int) -> Profile:
     """A profile created for a key Target has not seen: a pcId becomes the tntId; a
     thirdPartyId gets a new tntId and is linked to it."""
     if key == "pcId":
-        return Profile(client, visitor_id, None, now, now)
-    return Profile(client, new_tnt_id(), visitor_id, now, now)
+        return Profile(client, visitor_id, now, now)
+    return Profile(client, new_tnt_id(), now, now, third_party_id=visitor_id)
+
+
+@dataclass(frozen=True)
+class VisitorIds:
+    """The ids one request names for its visitor; any may be missing."""
+
+    tnt_id: str | None = None
+    third_party_id: str | None = None
+    mcvid: str | None = None
+
+
+def link_visitor(tx: WriteTx, client: str, ids: VisitorIds, now: int) -> tuple[Profile, list[Profile]]:
+    """The visitor's one profile after linking the request's ids (created if none exists), and
+    the profiles merged into it, already retired. The profile found by thirdPartyId wins, then
+    the one found by marketingCloudVisitorId, then by tntId. A profile that carries another
+    thirdPartyId (or marketingCloudVisitorId) is another person on the same device: it is
+    neither merged nor taken over, and a new thirdPartyId gets a profile of its own."""
+    asked = (("thirdPartyId", ids.third_party_id), ("marketingCloudVisitorId", ids.mcvid), ("tntId", ids.tnt_id))
+    owners = {kind: value and tx.profiles_by(client, kind, [value]).get(value) for kind, value in asked}
+    found: list[Profile] = []
+    for profile in owners.values():
+        if profile and all(profile is not f for f in found):
+            found.append(profile)
+    winner = next((p for p in found if not _differ(p.third_party_id, ids.third_party_id)), None)
+    if winner is None:
+        unknown_tnt_id = ids.tnt_id and owners["tntId"] is None
+        winner = Profile(client, ids.tnt_id if unknown_tnt_id else new_tnt_id(), now, now)
+    winner.third_party_id = winner.third_party_id or ids.third_party_id
+    merged = []
+    for other in found:
+        if other is winner or _differ(other.third_party_id, winner.third_party_id) or _differ(other.mcvid, winner.mcvid):
+            continue
+        merge_into(winner, other, now)
+        tx.retire_profile(client, other.tnt_id, winner.tnt_id)
+        merged.append(other)
+    mcvid_owner = owners["marketingCloudVisitorId"]
+    if winner.mcvid is None and (mcvid_owner is None or any(mcvid_owner is m for m in merged)):
+        winner.mcvid = ids.mcvid
+    return winner, merged
+
+
+def _differ(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a != b
+
+
+def attributes_json(profile: Profile) -> dict:
+    return {name: {"value": a.value, "modifiedAt": iso_ms(a.modified_ms)} for name, a in profile.attributes.items()}
 
 
 def target_json(profile: Profile, visitor_id: str) -> dict:
@@ -24,10 +113,6 @@ def target_json(profile: Profile, visitor_id: str) -> dict:
         "modifiedAt": iso_ms(profile.modified_ms),
         "profileAttributes": attributes_json(profile),
     }
-
-
-def attributes_json(profile: Profile) -> dict:
-    return {name: {"value": value, "modifiedAt": iso_ms(ms)} for name, (value, ms) in profile.attributes.items()}
 
 
 def not_found_json(client: str, id_kind: str, visitor_id: str) -> dict:

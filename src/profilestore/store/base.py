@@ -17,15 +17,26 @@ T = TypeVar("T")
 QUEUED, RUNNING, COMPLETE, STUCK = "queued", "running", "complete", "stuck"
 
 
+# The ids a profile can be found by. A tntId merged into another profile keeps resolving to it.
+ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
+
+
+@dataclass
+class Attribute:
+    value: str  # values are strings, as in Target
+    modified_ms: int
+    order: int  # the acceptance order of the write that set it (see profiles.write_order)
+
+
 @dataclass
 class Profile:
     client: str
     tnt_id: str
-    third_party_id: str | None
     created_ms: int
     modified_ms: int
-    # name -> (value, modified epoch ms); values are strings, as in Target
-    attributes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    third_party_id: str | None = None
+    mcvid: str | None = None  # marketingCloudVisitorId (ECID)
+    attributes: dict[str, Attribute] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,16 +93,22 @@ class WriteTx(ABC):
         """Record rows of a batch that failed, with their reasons."""
 
     @abstractmethod
-    def profiles_by_tnt_id(self, client: str, tnt_ids: Iterable[str]) -> dict[str, Profile]:
-        """The existing profiles among these tntIds, by tntId."""
-
-    @abstractmethod
-    def profiles_by_third_party_id(self, client: str, ids: Iterable[str]) -> dict[str, Profile]:
-        """The existing profiles linked to these thirdPartyIds, by thirdPartyId."""
+    def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
+        """The existing profiles found by these ids of one kind (see ID_KINDS), keyed by the id
+        asked for. Ids that lead to the same profile share one Profile object."""
 
     @abstractmethod
     def save_profiles(self, profiles: Iterable[Profile]) -> None:
         """Insert or replace these profiles whole (ids, timestamps and attributes)."""
+
+    @abstractmethod
+    def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
+        """Delete a profile merged into another; its tntId (and every tntId merged into it
+        before) resolves to into_tnt_id from now on."""
+
+    @abstractmethod
+    def last_batch_seq(self) -> int:
+        """The seq of the latest accepted batch, 0 if none."""
 
 
 class Store(ABC):
@@ -103,7 +120,11 @@ class Store(ABC):
 
     @abstractmethod
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
-        """The profile found by id_kind ('tntId' or 'thirdPartyId'), or None."""
+        """The profile found by an id of one kind (see ID_KINDS), or None."""
+
+    @abstractmethod
+    def has_client(self, client: str) -> bool:
+        """Whether the store holds any profile of this client."""
 
     @abstractmethod
     def batch(self, seq: int) -> Batch | None:

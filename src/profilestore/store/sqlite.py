@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .base import COMPLETE, STUCK, Batch, FailedRow, Profile, Store, T, WriteTx
+from .base import COMPLETE, STUCK, Attribute, Batch, FailedRow, Profile, Store, T, WriteTx
 
 SCHEMA_VERSION = 1
 
@@ -58,14 +58,23 @@ CREATE TABLE IF NOT EXISTS failed_rows (
 CREATE TABLE IF NOT EXISTS profiles (
     client TEXT NOT NULL,
     tnt_id TEXT NOT NULL,
-    third_party_id TEXT,
     created_ms INTEGER NOT NULL,
     modified_ms INTEGER NOT NULL,
-    attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms]}
+    third_party_id TEXT,
+    mcvid TEXT,
+    attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms, order]}
     PRIMARY KEY (client, tnt_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS profiles_third_party_id
     ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS merged_ids (
+    client TEXT NOT NULL,
+    tnt_id TEXT NOT NULL,
+    into_tnt_id TEXT NOT NULL,
+    PRIMARY KEY (client, tnt_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS merged_ids_into ON merged_ids (client, into_tnt_id);
 """
 
 BATCH_COLUMNS = (
@@ -81,23 +90,29 @@ SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES (?, ?, ?, ?, ?)"
 SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
-PROFILE_COLUMNS = "client, tnt_id, third_party_id, created_ms, modified_ms, attributes"
-SELECT_PROFILES_BY_TNT_ID = (
-    f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND tnt_id IN (SELECT value FROM json_each(?))"
-)
-SELECT_PROFILES_BY_THIRD_PARTY_ID = (
-    f"SELECT {PROFILE_COLUMNS} FROM profiles"
-    " WHERE client = ? AND third_party_id IN (SELECT value FROM json_each(?))"
-)
-SELECT_PROFILE = {
-    "tntId": f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND tnt_id = ?",
-    "thirdPartyId": f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ? AND third_party_id = ?",
+PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes"
+# Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
+_ASKED = "WITH asked (id) AS (SELECT value FROM json_each(?2))"
+_P_COLUMNS = ", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", "))
+SELECT_PROFILES_BY = {
+    "tntId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked JOIN profiles p ON p.client = ?1 AND p.tnt_id =
+        coalesce((SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = ?1 AND m.tnt_id = asked.id), asked.id)""",
+    "thirdPartyId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked
+        JOIN profiles p ON p.client = ?1 AND p.third_party_id = asked.id""",
+    "marketingCloudVisitorId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked
+        JOIN profiles p ON p.client = ?1 AND p.mcvid = asked.id""",
 }
+SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT 1 FROM profiles WHERE client = ?)"
+SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
+DELETE_PROFILE = "DELETE FROM profiles WHERE client = ? AND tnt_id = ?"
+REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = ?3 WHERE client = ?1 AND into_tnt_id = ?2"
+INSERT_MERGED_ID = "INSERT OR REPLACE INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (?1, ?2, ?3)"
 UPSERT_PROFILE = f"""
-INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (client, tnt_id) DO UPDATE SET
-    third_party_id = excluded.third_party_id,
     modified_ms = excluded.modified_ms,
+    third_party_id = excluded.third_party_id,
+    mcvid = excluded.mcvid,
     attributes = excluded.attributes
 """
 
@@ -114,12 +129,28 @@ def _batch(row: sqlite3.Row | None) -> Batch | None:
     return Batch(**dict(row)) if row else None
 
 
-def _profile(row: tuple) -> Profile:
-    client, tnt_id, third_party_id, created_ms, modified_ms, attributes = row
+def _profiles_by(conn: sqlite3.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
+    found: dict[str, Profile] = {}
+    by_tnt_id: dict[str, Profile] = {}
+    for asked, *columns in conn.execute(SELECT_PROFILES_BY[id_kind], (client, json.dumps(list(ids)))):
+        tnt_id = columns[1]
+        if tnt_id not in by_tnt_id:
+            by_tnt_id[tnt_id] = _profile(columns)
+        found[asked] = by_tnt_id[tnt_id]
+    return found
+
+
+def _profile(columns: list) -> Profile:
+    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes = columns
     return Profile(
-        client, tnt_id, third_party_id, created_ms, modified_ms,
-        {name: (value, ms) for name, (value, ms) in json.loads(attributes).items()},
+        client, tnt_id, created_ms, modified_ms, third_party_id, mcvid,
+        {name: Attribute(*stored) for name, stored in json.loads(attributes).items()},
     )  # fmt: skip
+
+
+def _attributes_json(profile: Profile) -> str:
+    stored = {name: (a.value, a.modified_ms, a.order) for name, a in profile.attributes.items()}
+    return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
 
 
 class SQLiteTx(WriteTx):
@@ -143,23 +174,25 @@ class SQLiteTx(WriteTx):
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
         self._conn.executemany(INSERT_FAILED_ROW, ((seq, r.line, r.id, r.reason, r.raw) for r in rows))
 
-    def profiles_by_tnt_id(self, client: str, tnt_ids: Iterable[str]) -> dict[str, Profile]:
-        rows = self._conn.execute(SELECT_PROFILES_BY_TNT_ID, (client, json.dumps(list(tnt_ids))))
-        return {p.tnt_id: p for p in map(_profile, rows)}
-
-    def profiles_by_third_party_id(self, client: str, ids: Iterable[str]) -> dict[str, Profile]:
-        rows = self._conn.execute(SELECT_PROFILES_BY_THIRD_PARTY_ID, (client, json.dumps(list(ids))))
-        return {p.third_party_id: p for p in map(_profile, rows)}
+    def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
+        return _profiles_by(self._conn, client, id_kind, ids)
 
     def save_profiles(self, profiles: Iterable[Profile]) -> None:
         self._conn.executemany(
             UPSERT_PROFILE,
             (
-                (p.client, p.tnt_id, p.third_party_id, p.created_ms, p.modified_ms,
-                 json.dumps(p.attributes, ensure_ascii=False, separators=(",", ":")))
+                (p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p))
                 for p in profiles
             ),
-        )  # fmt: skip
+        )
+
+    def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
+        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
+        self._conn.execute(REPOINT_MERGED_IDS, (client, tnt_id, into_tnt_id))
+        self._conn.execute(INSERT_MERGED_ID, (client, tnt_id, into_tnt_id))
+
+    def last_batch_seq(self) -> int:
+        return self._conn.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
 
 
 class SQLiteStore(Store):
@@ -228,8 +261,10 @@ class SQLiteStore(Store):
         return conn
 
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
-        row = self._reader().execute(SELECT_PROFILE[id_kind], (client, visitor_id)).fetchone()
-        return _profile(tuple(row)) if row else None
+        return _profiles_by(self._reader(), client, id_kind, [visitor_id]).get(visitor_id)
+
+    def has_client(self, client: str) -> bool:
+        return bool(self._reader().execute(SELECT_HAS_CLIENT, (client,)).fetchone()[0])
 
     def batch(self, seq: int) -> Batch | None:
         return _batch(self._reader().execute(SELECT_BATCH, (seq,)).fetchone())

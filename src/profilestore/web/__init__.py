@@ -12,8 +12,9 @@ from ..batches import BatchService
 from ..config import Settings
 from ..errors import Rejected
 from ..store import open_store
+from ..updates import UpdateService
 from ..worker import Worker
-from . import api, bulk, profiles, xml
+from . import api, bulk, delivery, profiles, single, xml
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -22,6 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = open_store(settings.store_url)
         service = BatchService(store, settings)
         app.state.settings, app.state.store, app.state.batches = settings, store, service
+        app.state.updates = UpdateService(store, settings)
         worker = Worker(service, settings.worker_poll_seconds)
         thread = threading.Thread(target=worker.run, name="worker", daemon=True)
         if settings.run_worker:
@@ -37,7 +39,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="profilestore", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(bulk.router)
+    app.include_router(single.router)
     app.include_router(profiles.router)
+    app.include_router(delivery.router)
     app.include_router(api.router)
 
     @app.exception_handler(Rejected)

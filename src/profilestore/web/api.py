@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from ..batches import BatchService, id_of, target_status
 from ..errors import Rejected
 from ..ids import iso_ms
-from ..profiles import ID_KINDS, attributes_json, not_found_json
-from ..store.base import Batch, Store
+from ..profiles import attributes_json, not_found_json
+from ..store.base import ID_KINDS, Batch, Store
 from .bulk import status_url
 from .deps import batches, store
 
@@ -33,6 +33,7 @@ def profile_record(id_kind: str, visitor_id: str, client: str, db: Store = Depen
         "client": profile.client,
         "tntId": profile.tnt_id,
         "thirdPartyId": profile.third_party_id,
+        "marketingCloudVisitorId": profile.mcvid,
         "createdAt": iso_ms(profile.created_ms),
         "modifiedAt": iso_ms(profile.modified_ms),
         "attributes": attributes_json(profile),

@@ -16,7 +16,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 async def read_batch(request: Request, limit: int) -> bytes:
-    body = await _read_capped(request, limit)
+    body = await read_capped(request, limit, _too_large("The batch", limit))
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
         body = _gunzip(body, limit)
@@ -30,19 +30,20 @@ async def read_batch(request: Request, limit: int) -> bytes:
     return body
 
 
-def _too_large(limit: int, what: str) -> Rejected:
-    return Rejected(413, f"The batch is {what}{limit:,} bytes or more; batches must be under {limit:,} bytes")
+def _too_large(what: str, limit: int) -> Rejected:
+    return Rejected(413, f"{what} is {limit:,} bytes or more; it must be under {limit:,} bytes")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
+async def read_capped(request: Request, refuse_at: int, refusal: Rejected) -> bytes:
+    """The request body, refused as soon as it reaches `refuse_at` bytes (never read whole)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) >= limit:
-        raise _too_large(limit, "")
+    if declared.isdigit() and int(declared) >= refuse_at:
+        raise refusal
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) >= limit:
-            raise _too_large(limit, "")
+        if len(body) >= refuse_at:
+            raise refusal
     return bytes(body)
 
 
@@ -53,7 +54,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as e:
         raise Rejected(400, f"The body is not valid gzip: {e}") from None
     if inflater.unconsumed_tail or len(out) >= limit:
-        raise _too_large(limit, "after decompression ")
+        raise _too_large("The batch after decompression", limit)
     if not inflater.eof:
         raise Rejected(400, "The gzip stream is truncated")
     return out

@@ -5,6 +5,7 @@ from fastapi import Request
 from ..batches import BatchService
 from ..config import Settings
 from ..store.base import Store
+from ..updates import UpdateService
 
 
 def batches(request: Request) -> BatchService:
@@ -17,3 +18,7 @@ def store(request: Request) -> Store:
 
 def settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def updates(request: Request) -> UpdateService:
+    return request.app.state.updates

@@ -17,6 +17,11 @@ def fetch_by_third_party_id(third_party_id: str, client: str = "", db: Store = D
     return _fetch(db, client, "thirdPartyId", third_party_id)
 
 
+@router.get("/rest/v1/profiles/marketingCloudVisitorId/{mcvid}")
+def fetch_by_mcvid(mcvid: str, client: str = "", db: Store = Depends(store)) -> JSONResponse:
+    return _fetch(db, client, "marketingCloudVisitorId", mcvid)
+
+
 @router.get("/rest/v1/profiles/{tnt_id}")
 def fetch_by_tnt_id(tnt_id: str, client: str = "", db: Store = Depends(store)) -> JSONResponse:
     return _fetch(db, client, "tntId", tnt_id)

@@ -1,0 +1,65 @@
+"""Writes of one visitor at a time: the Single Profile Update API (existing profiles only) and
+in-page updates through the Delivery API (which link the visitor's ids and create profiles)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .clients import check_client
+from .config import Settings
+from .errors import Rejected
+from .ids import now_ms, third_party_id_problem
+from .profiles import NOT_FOUND_LABEL, VisitorIds, link_visitor, set_attributes, single_write_order
+from .store.base import Profile, Store, WriteTx
+
+
+class UpdateService:
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], int] = now_ms):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    def update_profile(self, client: str, id_kind: str, visitor_id: str, values: dict[str, str]) -> Profile:
+        """Set attributes of an existing profile before answering; 404 if there is none."""
+        check_client(client)
+        self.check_names(values, "profile.")
+        now = self.clock()
+
+        def update(tx: WriteTx) -> Profile:
+            profile = tx.profiles_by(client, id_kind, [visitor_id]).get(visitor_id)
+            if profile is None:
+                raise Rejected(
+                    404,
+                    f"No profile found for client {client} with {NOT_FOUND_LABEL[id_kind]}={visitor_id}: "
+                    "single profile updates change existing profiles only",
+                )
+            if set_attributes(profile, values, now, single_write_order(tx)):
+                tx.save_profiles([profile])
+            return profile
+
+        return self.store.write(update)
+
+    def update_visitor(self, client: str, ids: VisitorIds, values: dict[str, str]) -> Profile:
+        """The in-page write: link the request's ids into one profile, then set the attributes."""
+        if ids.third_party_id is not None and (problem := third_party_id_problem(ids.third_party_id)):
+            raise Rejected(400, f"id.thirdPartyId: {problem}")
+        self.check_names(values, "profileParameters.")
+        now = self.clock()
+
+        def update(tx: WriteTx) -> Profile:
+            profile, _ = link_visitor(tx, client, ids, now)
+            set_attributes(profile, values, now, single_write_order(tx))
+            tx.save_profiles([profile])
+            return profile
+
+        return self.store.write(update)
+
+    def check_names(self, values: dict[str, str], prefix: str) -> None:
+        limit = self.settings.max_attribute_name
+        for name in values:
+            if not name:
+                raise Rejected(400, f"Parameter {prefix!r} has no attribute name")
+            if len(name) > limit:
+                raise Rejected(
+                    400, f"Parameter {prefix}{name[:40]}…: the attribute name is {len(name)} characters, the limit is {limit}"
+                )
