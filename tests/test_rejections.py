@@ -66,7 +66,7 @@ def test_empty_body(stored):
 
 def test_body_of_50_mb(stored):
     body = b"batch=pcId,city\n" + b"x" * (50 * MB - 16)
-    refused(submit(stored, body), 413, "batches must be under 52,428,800 bytes")
+    refused(submit(stored, body), 413, "The batch is 52,428,800 bytes or more; it must be under 52,428,800 bytes")
 
 
 def test_body_of_50_mb_after_decompression(stored):
@@ -82,7 +82,7 @@ def test_more_than_500000_rows(stored):
 def test_limits_are_configurable(make_service):
     http = make_service(max_batch_bytes=1000, max_batch_rows=2)
     refused(submit(http, "batch=pcId,n\n1,1\n2,2\n3,3\n"), 413, "the limit is 2 rows")
-    refused(submit(http, "batch=pcId,n\n" + "1,1\n" * 300), 413, "under 1,000 bytes")
+    refused(submit(http, "batch=pcId,n\n" + "1,1\n" * 300), 413, "it must be under 1,000 bytes")
     accepted_id(submit(http, "batch=pcId,n\n1,1\n2,2\n"))
 
 
