@@ -92,15 +92,15 @@ INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES
 SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes"
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
-_ASKED = "WITH asked (id) AS (SELECT value FROM json_each(?2))"
+# CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
+# lets the planner scan every profile of the client and search the id list for each.
 _P_COLUMNS = ", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", "))
+_ASKED = f"SELECT asked.value, {_P_COLUMNS} FROM json_each(?2) AS asked CROSS JOIN profiles p ON p.client = ?1"
 SELECT_PROFILES_BY = {
-    "tntId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked JOIN profiles p ON p.client = ?1 AND p.tnt_id =
-        coalesce((SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = ?1 AND m.tnt_id = asked.id), asked.id)""",
-    "thirdPartyId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked
-        JOIN profiles p ON p.client = ?1 AND p.third_party_id = asked.id""",
-    "marketingCloudVisitorId": f"""{_ASKED} SELECT asked.id, {_P_COLUMNS} FROM asked
-        JOIN profiles p ON p.client = ?1 AND p.mcvid = asked.id""",
+    "tntId": f"""{_ASKED} AND p.tnt_id = coalesce(
+        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = ?1 AND m.tnt_id = asked.value), asked.value)""",
+    "thirdPartyId": f"{_ASKED} AND p.third_party_id = asked.value",
+    "marketingCloudVisitorId": f"{_ASKED} AND p.mcvid = asked.value",
 }
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT 1 FROM profiles WHERE client = ?)"
 SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
