@@ -9,12 +9,14 @@ from profilestore.web import create_app
 
 @pytest.fixture
 def make_service(tmp_path):
-    """A factory: the service over a fresh SQLite store, with settings overridden as asked."""
+    """A factory: the service over a fresh SQLite store, with settings overridden as asked,
+    optionally a fake clock and sleep, called from `peer` (loopback unless told otherwise)."""
     clients = []
 
-    def make(**overrides) -> TestClient:
+    def make(clock=None, sleep=None, peer="127.0.0.1", **overrides) -> TestClient:
         settings = Settings(**{"data_dir": tmp_path / f"data{len(clients)}", **overrides})
-        client = TestClient(create_app(settings), base_url="http://profiles.test")
+        app = create_app(settings, **({"clock": clock} if clock else {}), sleep=sleep)
+        client = TestClient(app, base_url="http://profiles.test", client=(peer, 50000))
         client.__enter__()
         clients.append(client)
         return client

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 from urllib.parse import quote
 
 from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_row, take_lines
-from .clients import check_client
+from .clients import check_client, client_limit
 from .config import Settings
 from .errors import Rejected
 from .ids import batch_id, now_ms, parse_batch_id
-from .profiles import batch_write_order, new_profile, set_attributes
+from .limits import check_daily_rows, utc_day_start
+from .profiles import ProfileTooLarge, batch_write_order, find_profiles, new_profile, set_attributes
 from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, WriteTx
 
 TARGET_STATUS = {COMPLETE: "complete", STUCK: "stuck"}  # anything else is still "incomplete"
@@ -30,6 +31,7 @@ def id_of(batch: Batch) -> str:
 class ChunkOutcome:
     successful: int = 0
     not_found: int = 0
+    failures: list[FailedRow] = field(default_factory=list)
 
 
 class BatchService:
@@ -51,11 +53,19 @@ class BatchService:
             raise Rejected(
                 413, f"The batch has {size:,} data rows; the limit is {self.settings.max_batch_rows:,} rows per batch"
             )
+        now = self.clock()
         batch = Batch(
-            seq=0, client=client, version=version, accepted_ms=self.clock(), size=size,
+            seq=0, client=client, version=version, accepted_ms=now, size=size,
             payload_bytes=len(payload), header=header.line, cursor=header.body_offset, cursor_line=2,
         )  # fmt: skip
-        batch.seq = self.store.write(lambda tx: tx.insert_batch(batch, payload))
+        daily_rows = client_limit(self.settings, self.store.client_config(client), "daily_rows")
+
+        def accept(tx: WriteTx) -> int:
+            if daily_rows:  # counted inside the transaction, so two uploads cannot both slip under
+                check_daily_rows(client, tx.rows_accepted_since(client, utc_day_start(now)), size, daily_rows, now)
+            return tx.insert_batch(batch, payload)
+
+        batch.seq = self.store.write(accept)
         return batch
 
     # -- finding -------------------------------------------------------------------------------
@@ -82,10 +92,12 @@ class BatchService:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def apply_chunk(self, batch: Batch, header: Header, payload: bytes) -> Batch:
-        """Apply the next chunk of rows in one transaction that also advances the cursor.
+    def apply_chunk(
+        self, batch: Batch, header: Header, payload: bytes, max_rows: int, held_reason: str | None = None
+    ) -> Batch:
+        """Apply up to max_rows next rows in one transaction that also advances the cursor.
         If another worker moved the cursor first, nothing is applied and its batch is returned."""
-        lines, cursor, cursor_line = take_lines(payload, batch.cursor, batch.cursor_line, self.settings.chunk_rows)
+        lines, cursor, cursor_line = take_lines(payload, batch.cursor, batch.cursor_line, max_rows)
         rows = [parse_row(header, line_no, raw) for line_no, raw in lines]
         now = self.clock()
 
@@ -93,8 +105,9 @@ class BatchService:
             current = tx.batch(batch.seq)
             if current.cursor != batch.cursor or current.state in (COMPLETE, STUCK):
                 return current
-            outcome = apply_rows(tx, current, header.key, rows, now)
+            outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
             failures = [FailedRow(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
+            failures += outcome.failures
             tx.add_failed_rows(current.seq, failures)
             done = cursor >= current.payload_bytes
             updated = replace(
@@ -103,7 +116,7 @@ class BatchService:
                 successful=current.successful + outcome.successful, not_found=current.not_found + outcome.not_found,
                 failed=current.failed + len(failures), attempts=0,
                 state=COMPLETE if done else RUNNING, started_ms=current.started_ms or now,
-                finished_ms=now if done else None,
+                finished_ms=now if done else None, held_reason=None if done else held_reason,
             )  # fmt: skip
             if done:
                 tx.drop_payload(current.seq)
@@ -129,23 +142,31 @@ class BatchService:
         return self.store.write(record)
 
 
-def apply_rows(tx: WriteTx, batch: Batch, key: str, rows: list[Row | RowFailure], now: int) -> ChunkOutcome:
-    """Apply good rows in file order. v1 updates existing profiles only; v2 creates the missing ones."""
+def apply_rows(
+    tx: WriteTx, batch: Batch, key: str, rows: list[Row | RowFailure], now: int, settings: Settings
+) -> ChunkOutcome:
+    """Apply good rows in file order. v1 updates existing profiles only; v2 creates the missing
+    ones. A row that would pass the profile size cap fails alone and changes nothing."""
     good = [r for r in rows if isinstance(r, Row)]
-    profiles = tx.profiles_by(batch.client, "tntId" if key == "pcId" else "thirdPartyId", {r.id for r in good})
+    id_kind = "tntId" if key == "pcId" else "thirdPartyId"
+    profiles = find_profiles(tx, batch.client, id_kind, {r.id for r in good}, now, settings.lifetime_ms)
     order = batch_write_order(batch.seq)
     outcome = ChunkOutcome()
     changed: dict[str, Profile] = {}
     for row in good:
         profile = profiles.get(row.id)
-        if profile is None:
-            if batch.version == 1:
-                outcome.not_found += 1
-                continue
-            profile = profiles[row.id] = new_profile(batch.client, key, row.id, now)
-            changed[profile.tnt_id] = profile
-        if set_attributes(profile, row.attributes, now, order):
-            changed[profile.tnt_id] = profile
+        if profile is None and batch.version == 1:
+            outcome.not_found += 1
+            continue
+        target = profile or new_profile(batch.client, key, row.id, now)
+        try:
+            set_attributes(target, row.attributes, now, order, settings.max_profile_bytes)
+        except ProfileTooLarge as e:
+            outcome.failures.append(FailedRow(row.line, row.id, e.message, row.raw))
+            continue
+        profiles[row.id] = target
+        target.active_ms = now
+        changed[target.tnt_id] = target
         outcome.successful += 1
     tx.save_profiles(changed.values())
     return outcome

@@ -42,6 +42,7 @@ class Row:
     line: int
     id: str
     attributes: dict[str, str]
+    raw: bytes
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
             attributes[name] = decode_cell(cell)
         except ValueError as e:
             return RowFailure(line_no, visitor_id, f"column {name!r} ({cell!r}): {e}", raw)
-    return Row(line_no, visitor_id, attributes)
+    return Row(line_no, visitor_id, attributes, raw)
 
 
 def id_problem(key: str, visitor_id: str) -> str | None:

@@ -7,7 +7,7 @@ import re
 
 from .config import Settings
 from .errors import Rejected
-from .store.base import Store
+from .store.base import ClientConfig, Store
 
 CLIENT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -36,3 +36,9 @@ def resolve_client(settings: Settings, store: Store, client: str, org_id: str, h
         "Cannot tell which client this request is for: pass ?client=CODE, or configure "
         f"PROFILESTORE_CLIENT_ORGS for organization id {org_id!r}, or PROFILESTORE_DEFAULT_CLIENT",
     )
+
+
+def client_limit(settings: Settings, config: ClientConfig | None, name: str) -> int:
+    """A quota (daily_rows, calls_per_minute): the client's own value, else the service's."""
+    own = getattr(config, name) if config else None
+    return getattr(settings, name) if own is None else own

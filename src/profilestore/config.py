@@ -27,10 +27,21 @@ class Settings:
     max_delivery_bytes: int = 60 * MB  # Target: Delivery API bodies up to 60 MB
     client_orgs: str = ""  # "client=ORGID@AdobeOrg,…": the client a Delivery request of that organization is for
     default_client: str = ""  # the client of Delivery requests that name none and match no other rule
+    admin_key: str = ""  # the /api admin key; none means /api answers on loopback only
+    token_days: int = 90  # lifetime of a new profile API token unless the caller says otherwise
+    max_profile_bytes: int = 64 * 1024  # Target: 64 KB of external attributes per profile; 0: no cap
+    daily_rows: int = 0  # rows accepted per client per UTC day (Target's legacy figure: 1,000,000); 0: off
+    calls_per_minute: int = 0  # bulk and status calls per client per minute (Target: 50); 0: off
+    ingest_windows: str = ""  # e.g. "mon-fri 09:00-18:00 Europe/Berlin 2000" (see limits.parse_windows)
+    profile_lifetime_days: float = 14  # Target's default; a profile inactive this long expires; 0: never
 
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite:///{self.data_dir / 'profilestore.db'}"
+
+    @property
+    def lifetime_ms(self) -> int:
+        return int(self.profile_lifetime_days * 86_400_000)
 
     @property
     def clients_by_org(self) -> dict[str, str]:

@@ -9,7 +9,7 @@ from .clients import check_client
 from .config import Settings
 from .errors import Rejected
 from .ids import now_ms, third_party_id_problem
-from .profiles import NOT_FOUND_LABEL, VisitorIds, link_visitor, set_attributes, single_write_order
+from .profiles import NOT_FOUND_LABEL, VisitorIds, find_profiles, link_visitor, set_attributes, single_write_order
 from .store.base import Profile, Store, WriteTx
 
 
@@ -26,15 +26,16 @@ class UpdateService:
         now = self.clock()
 
         def update(tx: WriteTx) -> Profile:
-            profile = tx.profiles_by(client, id_kind, [visitor_id]).get(visitor_id)
+            profile = find_profiles(tx, client, id_kind, [visitor_id], now, self.settings.lifetime_ms).get(visitor_id)
             if profile is None:
                 raise Rejected(
                     404,
                     f"No profile found for client {client} with {NOT_FOUND_LABEL[id_kind]}={visitor_id}: "
                     "single profile updates change existing profiles only",
                 )
-            if set_attributes(profile, values, now, single_write_order(tx)):
-                tx.save_profiles([profile])
+            set_attributes(profile, values, now, single_write_order(tx), self.settings.max_profile_bytes)
+            profile.active_ms = now
+            tx.save_profiles([profile])
             return profile
 
         return self.store.write(update)
@@ -47,8 +48,10 @@ class UpdateService:
         now = self.clock()
 
         def update(tx: WriteTx) -> Profile:
-            profile, _ = link_visitor(tx, client, ids, now)
-            set_attributes(profile, values, now, single_write_order(tx))
+            settings = self.settings
+            profile, _ = link_visitor(tx, client, ids, now, settings.lifetime_ms, settings.max_profile_bytes)
+            set_attributes(profile, values, now, single_write_order(tx), settings.max_profile_bytes)
+            profile.active_ms = now
             tx.save_profiles([profile])
             return profile
 

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from .batches import BatchService, id_of
 from .batchfile import parse_header
 from .errors import Rejected
+from .limits import active_window, parse_windows, pause_after
 from .store.base import COMPLETE, STUCK
 
 log = logging.getLogger("profilestore.worker")
+PURGE_EVERY_MS = 60_000
+PURGE_CHUNK = 1_000
 
 
 class Worker:
-    def __init__(self, batches: BatchService, poll_seconds: float):
+    def __init__(self, batches: BatchService, poll_seconds: float, sleep: Callable[[float], object] | None = None):
         self.batches = batches
         self.poll_seconds = poll_seconds
+        self.windows = parse_windows(batches.settings.ingest_windows)
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait  # tests pass a sleep that moves a fake clock
+        self._last_purge: int | None = None
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (a batch was just accepted)."""
@@ -37,8 +44,25 @@ class Worker:
     def run(self) -> None:
         while not self._stop.is_set():
             if not self.apply_next():
+                self.purge_expired()
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+    def purge_expired(self) -> int:
+        """Delete profiles past their lifetime, at most once a minute; how many."""
+        lifetime, now = self.batches.settings.lifetime_ms, self.batches.clock()
+        if not lifetime or (self._last_purge is not None and now - self._last_purge < PURGE_EVERY_MS):
+            return 0
+        self._last_purge = now
+        purged = 0
+        while True:
+            deleted = self.batches.store.write(lambda tx: tx.purge_inactive(now - lifetime, PURGE_CHUNK))
+            purged += deleted
+            if deleted < PURGE_CHUNK:
+                break
+        if purged:
+            log.info("purged %d expired profiles", purged)
+        return purged
 
     def apply_next(self) -> bool:
         """Apply the next batch until it is finished or the worker stops; False if none waits."""
@@ -57,7 +81,7 @@ class Worker:
             return True
         while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
             try:
-                batch = self.batches.apply_chunk(batch, header, payload)
+                batch = self._apply_chunk(batch, header, payload)
             except Exception as e:  # a store or programming error: retry, then call it stuck
                 log.exception("applying a chunk of batch %s failed", id_of(batch))
                 batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
@@ -65,3 +89,15 @@ class Worker:
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
         return True
+
+    def _apply_chunk(self, batch, header, payload):
+        """One chunk; inside an ingestion window a smaller one, then a pause to hold the rate."""
+        clock = self.batches.clock
+        window = active_window(self.windows, clock())
+        if window is None:
+            return self.batches.apply_chunk(batch, header, payload, self.batches.settings.chunk_rows)
+        started = clock()
+        rows = min(self.batches.settings.chunk_rows, window.rows_per_second)
+        applied = self.batches.apply_chunk(batch, header, payload, rows, window.reason())
+        self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
+        return applied

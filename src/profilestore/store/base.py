@@ -33,10 +33,31 @@ class Profile:
     client: str
     tnt_id: str
     created_ms: int
-    modified_ms: int
+    modified_ms: int  # last change of an attribute
     third_party_id: str | None = None
     mcvid: str | None = None  # marketingCloudVisitorId (ECID)
     attributes: dict[str, Attribute] = field(default_factory=dict)
+    active_ms: int = 0  # last write of any kind; the profile's lifetime runs from here
+
+
+@dataclass
+class ClientConfig:
+    """A client's own settings; None means the service-wide default."""
+
+    client: str
+    auth_required: bool = False
+    daily_rows: int | None = None
+    calls_per_minute: int | None = None
+
+
+@dataclass
+class Token:
+    id: str  # public, to list and revoke it by
+    client: str
+    hash: str  # sha256 of the secret; the secret itself is never stored
+    created_ms: int
+    expires_ms: int
+    revoked_ms: int | None = None
 
 
 @dataclass
@@ -59,6 +80,7 @@ class Batch:
     finished_ms: int | None = None
     attempts: int = 0  # consecutive failed attempts at the next chunk
     stuck_reason: str | None = None
+    held_reason: str | None = None  # why the worker is applying it slowly right now
 
 
 @dataclass(frozen=True)
@@ -107,8 +129,37 @@ class WriteTx(ABC):
         before) resolves to into_tnt_id from now on."""
 
     @abstractmethod
+    def delete_profile(self, client: str, tnt_id: str) -> None:
+        """Delete a profile and every tntId merged into it."""
+
+    @abstractmethod
+    def purge_inactive(self, active_before_ms: int, limit: int) -> int:
+        """Delete up to `limit` profiles (of any client) inactive since before the time, with
+        the tntIds merged into them; how many were deleted."""
+
+    @abstractmethod
+    def delete_failed_rows(self, client: str, ids: Iterable[str]) -> int:
+        """Forget the failed rows of the client's batches keyed by these ids; how many."""
+
+    @abstractmethod
     def last_batch_seq(self) -> int:
         """The seq of the latest accepted batch, 0 if none."""
+
+    @abstractmethod
+    def rows_accepted_since(self, client: str, since_ms: int) -> int:
+        """Data rows of the client's batches accepted since the time."""
+
+    @abstractmethod
+    def save_client(self, config: ClientConfig) -> None:
+        """Insert or replace a client's settings."""
+
+    @abstractmethod
+    def save_token(self, token: Token) -> None:
+        """Insert or replace a token."""
+
+    @abstractmethod
+    def tokens(self, client: str) -> list[Token]:
+        """The client's tokens, revoked and expired ones included, oldest first."""
 
 
 class Store(ABC):
@@ -125,6 +176,26 @@ class Store(ABC):
     @abstractmethod
     def has_client(self, client: str) -> bool:
         """Whether the store holds any profile of this client."""
+
+    @abstractmethod
+    def merged_tnt_ids(self, client: str, tnt_id: str) -> list[str]:
+        """The tntIds merged into this profile."""
+
+    @abstractmethod
+    def client_config(self, client: str) -> ClientConfig | None:
+        """The client's own settings, or None if it has none."""
+
+    @abstractmethod
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        """The token whose secret has this hash."""
+
+    @abstractmethod
+    def tokens(self, client: str) -> list[Token]:
+        """The client's tokens, revoked and expired ones included, oldest first."""
+
+    @abstractmethod
+    def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
+        """Batches, newest first, of one client or all, accepted before before_seq if given."""
 
     @abstractmethod
     def batch(self, seq: int) -> Batch | None:

@@ -14,10 +14,11 @@ import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
+from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .base import COMPLETE, STUCK, Attribute, Batch, FailedRow, Profile, Store, T, WriteTx
+from .base import COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
 
 SCHEMA_VERSION = 1
 
@@ -40,9 +41,11 @@ CREATE TABLE IF NOT EXISTS batches (
     started_ms INTEGER,
     finished_ms INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
-    stuck_reason TEXT
+    stuck_reason TEXT,
+    held_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_to_apply ON batches (seq) WHERE state NOT IN ('complete', 'stuck');
+CREATE INDEX IF NOT EXISTS batches_by_client ON batches (client, accepted_ms);
 CREATE TABLE IF NOT EXISTS batch_payloads (
     seq INTEGER PRIMARY KEY,
     payload BLOB NOT NULL
@@ -63,8 +66,10 @@ CREATE TABLE IF NOT EXISTS profiles (
     third_party_id TEXT,
     mcvid TEXT,
     attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms, order]}
+    active_ms INTEGER NOT NULL,
     PRIMARY KEY (client, tnt_id)
 );
+CREATE INDEX IF NOT EXISTS profiles_active ON profiles (active_ms);
 CREATE UNIQUE INDEX IF NOT EXISTS profiles_third_party_id
     ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
@@ -75,14 +80,30 @@ CREATE TABLE IF NOT EXISTS merged_ids (
     PRIMARY KEY (client, tnt_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS merged_ids_into ON merged_ids (client, into_tnt_id);
+CREATE TABLE IF NOT EXISTS clients (
+    client TEXT PRIMARY KEY,
+    auth_required INTEGER NOT NULL,
+    daily_rows INTEGER,
+    calls_per_minute INTEGER
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client, created_ms);
 """
 
-BATCH_COLUMNS = (
-    "client, version, accepted_ms, size, payload_bytes, header, cursor, cursor_line, state, consumed, successful,"
-    " not_found, failed, started_ms, finished_ms, attempts, stuck_reason"
-)
-INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({', '.join('?' * 17)})"
-UPDATE_BATCH = f"UPDATE batches SET ({BATCH_COLUMNS}) = ({', '.join('?' * 17)}) WHERE seq = ?"
+BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]
+BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
+_BATCH_VALUES = ", ".join("?" * len(BATCH_FIELDS))
+INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({_BATCH_VALUES})"
+UPDATE_BATCH = f"UPDATE batches SET ({BATCH_COLUMNS}) = ({_BATCH_VALUES}) WHERE seq = ?"
+SELECT_BATCHES = "SELECT * FROM batches WHERE (?1 IS NULL OR client = ?1) AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = ? AND accepted_ms >= ?"
 SELECT_BATCH = "SELECT * FROM batches WHERE seq = ?"
 SELECT_NEXT_BATCH = f"SELECT * FROM batches WHERE state NOT IN ('{COMPLETE}', '{STUCK}') ORDER BY seq LIMIT 1"
 INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, ?)"
@@ -90,7 +111,7 @@ SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES (?, ?, ?, ?, ?)"
 SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
-PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes"
+PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
 # CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
 # lets the planner scan every profile of the client and search the id list for each.
@@ -108,21 +129,30 @@ DELETE_PROFILE = "DELETE FROM profiles WHERE client = ? AND tnt_id = ?"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = ?3 WHERE client = ?1 AND into_tnt_id = ?2"
 INSERT_MERGED_ID = "INSERT OR REPLACE INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (?1, ?2, ?3)"
 UPSERT_PROFILE = f"""
-INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (client, tnt_id) DO UPDATE SET
+    created_ms = excluded.created_ms,
     modified_ms = excluded.modified_ms,
     third_party_id = excluded.third_party_id,
     mcvid = excluded.mcvid,
-    attributes = excluded.attributes
+    attributes = excluded.attributes,
+    active_ms = excluded.active_ms
 """
+DELETE_MERGED_INTO = "DELETE FROM merged_ids WHERE client = ? AND into_tnt_id = ?"
+SELECT_MERGED_INTO = "SELECT tnt_id FROM merged_ids WHERE client = ? AND into_tnt_id = ? ORDER BY tnt_id"
+SELECT_INACTIVE = "SELECT client, tnt_id FROM profiles WHERE active_ms < ? LIMIT ?"
+DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = ?1)
+    AND id IN (SELECT value FROM json_each(?2))"""
+SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM clients WHERE client = ?"
+UPSERT_CLIENT = "INSERT OR REPLACE INTO clients (client, auth_required, daily_rows, calls_per_minute) VALUES (?, ?, ?, ?)"
+TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
+SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"
+SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = ? ORDER BY created_ms, id"
+UPSERT_TOKEN = f"INSERT OR REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def _batch_values(batch: Batch) -> tuple:
-    return (
-        batch.client, batch.version, batch.accepted_ms, batch.size, batch.payload_bytes, batch.header, batch.cursor,
-        batch.cursor_line, batch.state, batch.consumed, batch.successful, batch.not_found, batch.failed,
-        batch.started_ms, batch.finished_ms, batch.attempts, batch.stuck_reason,
-    )  # fmt: skip
+    return tuple(getattr(batch, name) for name in BATCH_FIELDS)
 
 
 def _batch(row: sqlite3.Row | None) -> Batch | None:
@@ -141,11 +171,15 @@ def _profiles_by(conn: sqlite3.Connection, client: str, id_kind: str, ids: Itera
 
 
 def _profile(columns: list) -> Profile:
-    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes = columns
+    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms = columns
     return Profile(
         client, tnt_id, created_ms, modified_ms, third_party_id, mcvid,
-        {name: Attribute(*stored) for name, stored in json.loads(attributes).items()},
+        {name: Attribute(*stored) for name, stored in json.loads(attributes).items()}, active_ms,
     )  # fmt: skip
+
+
+def _client_config(row) -> ClientConfig | None:
+    return ClientConfig(row[0], bool(row[1]), row[2], row[3]) if row else None
 
 
 def _attributes_json(profile: Profile) -> str:
@@ -181,7 +215,8 @@ class SQLiteTx(WriteTx):
         self._conn.executemany(
             UPSERT_PROFILE,
             (
-                (p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p))
+                (p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p),
+                 p.active_ms)
                 for p in profiles
             ),
         )
@@ -191,8 +226,34 @@ class SQLiteTx(WriteTx):
         self._conn.execute(REPOINT_MERGED_IDS, (client, tnt_id, into_tnt_id))
         self._conn.execute(INSERT_MERGED_ID, (client, tnt_id, into_tnt_id))
 
+    def delete_profile(self, client: str, tnt_id: str) -> None:
+        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
+        self._conn.execute(DELETE_MERGED_INTO, (client, tnt_id))
+
+    def purge_inactive(self, active_before_ms: int, limit: int) -> int:
+        doomed = self._conn.execute(SELECT_INACTIVE, (active_before_ms, limit)).fetchall()
+        for client, tnt_id in doomed:
+            self.delete_profile(client, tnt_id)
+        return len(doomed)
+
+    def delete_failed_rows(self, client: str, ids: Iterable[str]) -> int:
+        return self._conn.execute(DELETE_FAILED_ROWS_OF, (client, json.dumps(list(ids)))).rowcount
+
     def last_batch_seq(self) -> int:
         return self._conn.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
+
+    def rows_accepted_since(self, client: str, since_ms: int) -> int:
+        return self._conn.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
+
+    def save_client(self, config: ClientConfig) -> None:
+        values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
+        self._conn.execute(UPSERT_CLIENT, values)
+
+    def save_token(self, token: Token) -> None:
+        self._conn.execute(UPSERT_TOKEN, astuple(token))
+
+    def tokens(self, client: str) -> list[Token]:
+        return [Token(*row) for row in self._conn.execute(SELECT_TOKENS, (client,))]
 
 
 class SQLiteStore(Store):
@@ -265,6 +326,23 @@ class SQLiteStore(Store):
 
     def has_client(self, client: str) -> bool:
         return bool(self._reader().execute(SELECT_HAS_CLIENT, (client,)).fetchone()[0])
+
+    def merged_tnt_ids(self, client: str, tnt_id: str) -> list[str]:
+        return [row[0] for row in self._reader().execute(SELECT_MERGED_INTO, (client, tnt_id))]
+
+    def client_config(self, client: str) -> ClientConfig | None:
+        return _client_config(self._reader().execute(SELECT_CLIENT, (client,)).fetchone())
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        row = self._reader().execute(SELECT_TOKEN_BY_HASH, (token_hash,)).fetchone()
+        return Token(*row) if row else None
+
+    def tokens(self, client: str) -> list[Token]:
+        return [Token(*row) for row in self._reader().execute(SELECT_TOKENS, (client,))]
+
+    def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
+        rows = self._reader().execute(SELECT_BATCHES, (client, before_seq or 2**62, limit))
+        return [_batch(row) for row in rows]
 
     def batch(self, seq: int) -> Batch | None:
         return _batch(self._reader().execute(SELECT_BATCH, (seq,)).fetchone())

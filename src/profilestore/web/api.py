@@ -1,43 +1,46 @@
-"""Our extensions under /api (JSON): what Target does not show about a batch."""
+"""Our extensions under /api (JSON): what Target does not show, and the admin API. Everything
+but /api/health needs the admin key (or, with none configured, a loopback caller)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
+from ..auth import AuthService
 from ..batches import BatchService, id_of, target_status
+from ..clients import check_client, client_limit
+from ..config import Settings
 from ..errors import Rejected
 from ..ids import iso_ms
-from ..profiles import attributes_json, not_found_json
-from ..store.base import ID_KINDS, Batch, Store
+from ..privacy import PrivacyService
+from ..profiles import attributes_json, live_profile
+from ..store.base import ID_KINDS, Batch, Profile, Store, Token
 from .bulk import status_url
-from .deps import batches, store
+from .deps import admin, auth, batches, now, privacy, settings, store
 
-router = APIRouter(prefix="/api")
+public = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=[Depends(admin)])
 
 
-@router.get("/health")
+@public.get("/health")
 def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/profiles/{id_kind}/{visitor_id}")
-def profile_record(id_kind: str, visitor_id: str, client: str, db: Store = Depends(store)) -> dict:
-    """The whole profile with all its ids, which Target's fetch API does not show."""
-    if id_kind not in ID_KINDS:
-        raise Rejected(404, f"Unknown id kind {id_kind!r}: use one of {', '.join(ID_KINDS)}")
-    profile = db.profile(client, id_kind, visitor_id)
-    if profile is None:
-        raise Rejected(404, not_found_json(client, id_kind, visitor_id)["message"])
-    return {
-        "client": profile.client,
-        "tntId": profile.tnt_id,
-        "thirdPartyId": profile.third_party_id,
-        "marketingCloudVisitorId": profile.mcvid,
-        "createdAt": iso_ms(profile.created_ms),
-        "modifiedAt": iso_ms(profile.modified_ms),
-        "attributes": attributes_json(profile),
-    }
+# -- batches ----------------------------------------------------------------------------------
+
+
+@router.get("/batches")
+def batch_list(
+    request: Request, client: str | None = None, limit: int = Query(100, ge=1, le=1000), before: str | None = None,
+    service: BatchService = Depends(batches),
+) -> dict:  # fmt: skip
+    """Batches, newest first; page with before=<the last batchId of the previous page>."""
+    before_seq = service.find(before).seq if before else None
+    listed = service.store.batches(client, limit, before_seq)
+    return {"batches": [batch_json(b, status_url(request, b)) for b in listed]}
 
 
 @router.get("/batches/{batch_id}")
@@ -88,5 +91,130 @@ def batch_json(batch: Batch, url: str) -> dict:
         "finishedAt": iso_ms(finished),
         "durationMs": finished - batch.accepted_ms if finished else None,
         "stuckReason": batch.stuck_reason,
+        "heldBack": batch.held_reason,
         "batchStatus": url,
     }
+
+
+# -- profiles ---------------------------------------------------------------------------------
+
+
+def _id_kind(id_kind: str) -> str:
+    if id_kind not in ID_KINDS:
+        raise Rejected(404, f"Unknown id kind {id_kind!r}: use one of {', '.join(ID_KINDS)}")
+    return id_kind
+
+
+@router.get("/profiles/{id_kind}/{visitor_id}")
+def profile_record(
+    id_kind: str, visitor_id: str, client: str, db: Store = Depends(store), config: Settings = Depends(settings),
+    at: int = Depends(now),
+) -> dict:  # fmt: skip
+    """The whole profile with all its ids, which Target's fetch API does not show."""
+    return profile_json(live_profile(db, client, _id_kind(id_kind), visitor_id, at, config.lifetime_ms))
+
+
+@router.delete("/profiles/{id_kind}/{visitor_id}/attributes/{name}")
+def delete_attribute(
+    id_kind: str, visitor_id: str, name: str, client: str, service: PrivacyService = Depends(privacy)
+) -> dict:
+    """Delete one attribute (Target has no way to): the profile without it."""
+    return profile_json(service.delete_attribute(client, _id_kind(id_kind), visitor_id, name))
+
+
+def profile_json(profile: Profile) -> dict:
+    return {
+        "client": profile.client,
+        "tntId": profile.tnt_id,
+        "thirdPartyId": profile.third_party_id,
+        "marketingCloudVisitorId": profile.mcvid,
+        "createdAt": iso_ms(profile.created_ms),
+        "modifiedAt": iso_ms(profile.modified_ms),
+        "lastActiveAt": iso_ms(profile.active_ms),
+        "attributes": attributes_json(profile),
+    }
+
+
+# -- clients: authentication, quotas, tokens --------------------------------------------------
+
+
+class ClientChange(BaseModel):
+    authRequired: bool | None = None
+    dailyRows: int | None = Field(None, ge=0, description="0: no daily limit")
+    callsPerMinute: int | None = Field(None, ge=0, description="0: no call rate limit")
+
+
+class TokenRequest(BaseModel):
+    expiresInDays: float | None = Field(None, gt=0)
+    keepPreviousHours: float = Field(0, ge=0, description="keep the live tokens this long (rotation)")
+
+
+@router.get("/clients/{client}")
+def client_record(client: str, db: Store = Depends(store), config: Settings = Depends(settings)) -> dict:
+    check_client(client)
+    own = db.client_config(client)
+    return {
+        "client": client,
+        "authRequired": bool(own and own.auth_required),
+        "dailyRows": client_limit(config, own, "daily_rows"),
+        "callsPerMinute": client_limit(config, own, "calls_per_minute"),
+    }
+
+
+@router.patch("/clients/{client}")
+def change_client(
+    client: str, change: ClientChange, service: AuthService = Depends(auth), db: Store = Depends(store),
+    config: Settings = Depends(settings),
+) -> dict:  # fmt: skip
+    """Turn authentication on or off, or set the client's own quotas."""
+    fields = {"auth_required": change.authRequired, "daily_rows": change.dailyRows,
+              "calls_per_minute": change.callsPerMinute}  # fmt: skip
+    service.configure(client, **{k: v for k, v in fields.items() if v is not None})
+    return client_record(client, db, config)
+
+
+@router.post("/clients/{client}/tokens", status_code=201)
+async def create_token(client: str, request: TokenRequest, service: AuthService = Depends(auth)) -> dict:
+    """A new token, shown this once; it replaces the client's live tokens unless keepPreviousHours."""
+    token, secret = await run_in_threadpool(
+        service.create_token, client, request.expiresInDays, request.keepPreviousHours
+    )
+    return {**token_json(token, service.clock()), "token": secret}
+
+
+@router.get("/clients/{client}/tokens")
+def token_list(client: str, service: AuthService = Depends(auth)) -> dict:
+    now = service.clock()
+    return {"tokens": [token_json(t, now) for t in service.store.tokens(client)]}
+
+
+@router.delete("/clients/{client}/tokens/{token_id}")
+def revoke_token(client: str, token_id: str, service: AuthService = Depends(auth)) -> dict:
+    return token_json(service.revoke(client, token_id), service.clock())
+
+
+def token_json(token: Token, now: int) -> dict:
+    state = "revoked" if token.revoked_ms else "expired" if token.expires_ms <= now else "live"
+    return {
+        "id": token.id,
+        "client": token.client,
+        "state": state,
+        "createdAt": iso_ms(token.created_ms),
+        "expiresAt": iso_ms(token.expires_ms),
+        "revokedAt": iso_ms(token.revoked_ms),
+    }
+
+
+# -- privacy requests -------------------------------------------------------------------------
+
+
+@router.get("/clients/{client}/privacy/{namespace}/{visitor_id}")
+def privacy_access(client: str, namespace: str, visitor_id: str, service: PrivacyService = Depends(privacy)) -> dict:
+    """Access request: the whole profile and all its ids (namespace TNTID, THIRDPARTYID or ECID)."""
+    return service.access(client, namespace, visitor_id)
+
+
+@router.delete("/clients/{client}/privacy/{namespace}/{visitor_id}")
+def privacy_delete(client: str, namespace: str, visitor_id: str, service: PrivacyService = Depends(privacy)) -> dict:
+    """Delete request: the profile, its links, and its lines in failed-row reports."""
+    return service.delete(client, namespace, visitor_id)

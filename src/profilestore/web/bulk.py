@@ -10,9 +10,9 @@ from ..batches import BatchService, id_of
 from ..store.base import Batch
 from . import xml
 from .body import read_batch
-from .deps import batches
+from .deps import batches, call_rate, profile_api_token
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(profile_api_token), Depends(call_rate)])
 
 
 @router.post("/m2/{client}/profile/batchUpdate")

@@ -1,11 +1,21 @@
-"""What the routers take from the running app."""
+"""What the routers take from the running app, and the guards they put in front of routes."""
+
+from __future__ import annotations
+
+import hmac
 
 from fastapi import Request
 
+from ..auth import CHALLENGE, AuthService, bearer
 from ..batches import BatchService
+from ..clients import client_limit
 from ..config import Settings
+from ..errors import Rejected
+from ..privacy import PrivacyService
 from ..store.base import Store
 from ..updates import UpdateService
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def batches(request: Request) -> BatchService:
@@ -20,5 +30,48 @@ def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def now(request: Request) -> int:
+    return request.app.state.clock()
+
+
 def updates(request: Request) -> UpdateService:
     return request.app.state.updates
+
+
+def privacy(request: Request) -> PrivacyService:
+    return request.app.state.privacy
+
+
+def auth(request: Request) -> AuthService:
+    return request.app.state.auth
+
+
+def _client_of(request: Request) -> str:
+    return request.path_params.get("client") or request.query_params.get("client", "")
+
+
+def profile_api_token(request: Request) -> None:
+    """Target's profile API authentication, for the client in the path or the query."""
+    client = _client_of(request)
+    if client:
+        auth(request).check(client, request.headers.get("authorization"))
+
+
+def call_rate(request: Request) -> None:
+    """Target's call rate limit on the bulk and status endpoints, per client."""
+    client = _client_of(request)
+    per_minute = client_limit(settings(request), store(request).client_config(client), "calls_per_minute")
+    request.app.state.call_limiter.check(client, per_minute)
+
+
+def admin(request: Request) -> None:
+    """The admin key from configuration; with none configured, loopback callers only."""
+    key = settings(request).admin_key
+    if not key:
+        host = request.client.host if request.client else ""
+        if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+            raise Rejected(403, "The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
+        return
+    supplied = bearer(request.headers.get("authorization"))
+    if supplied is None or not hmac.compare_digest(supplied.encode(), key.encode()):
+        raise Rejected(401, "The admin API needs Authorization: Bearer ADMIN_KEY", CHALLENGE)

@@ -10,10 +10,10 @@ from ..errors import Rejected
 from ..updates import UpdateService
 from . import xml
 from .body import read_capped
-from .deps import updates
+from .deps import profile_api_token, updates
 from .params import parse_params
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(profile_api_token)])
 PROFILE_PREFIX = "profile."
 ID_PARAMS = {"mboxPC": "tntId", "mbox3rdPartyId": "thirdPartyId"}
 FORM = "application/x-www-form-urlencoded"

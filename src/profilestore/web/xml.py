@@ -32,8 +32,8 @@ def submitted(batch: Batch, status_url: str) -> Response:
     )
 
 
-def refused(status: int, message: str) -> Response:
-    return xml(f"<response><success>false</success><message>{escape(message)}</message></response>", status)
+def refused(status: int, message: str, headers: dict | None = None) -> Response:
+    return xml(f"<response><success>false</success><message>{escape(message)}</message></response>", status, headers)
 
 
 def batch_status(batch: Batch, details: bool, failed: list[FailedRow]) -> Response:

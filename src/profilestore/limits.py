@@ -1,0 +1,117 @@
+"""Quotas and throttling: rows per client per day, calls per client per minute, and ingestion
+windows in which the worker applies batches slowly so that reads stay fast at peak hours."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, time, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import Rejected
+from .ids import iso_ms
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def check_daily_rows(client: str, used: int, size: int, limit: int, now: int) -> None:
+    """429 if a batch of `size` rows would take the client past `limit` rows today (UTC)."""
+    if limit and used + size > limit:
+        reset = utc_day_start(now) + 86_400_000
+        raise Rejected(
+            429,
+            f"Client {client} has {used:,} rows accepted today (UTC); this batch of {size:,} rows would pass "
+            f"the daily limit of {limit:,}. Try again after {iso_ms(reset)}",
+            headers={"Retry-After": str(math.ceil((reset - now) / 1000))},
+        )
+
+
+def utc_day_start(now: int) -> int:
+    return now - now % 86_400_000
+
+
+class CallLimiter:
+    """At most N calls per client in any 60 seconds, counted in this process."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._calls: dict[str, deque[int]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str, per_minute: int) -> None:
+        if not per_minute:
+            return
+        now = self.clock()
+        with self._lock:
+            calls = self._calls.setdefault(client, deque())
+            while calls and calls[0] <= now - 60_000:
+                calls.popleft()
+            if len(calls) >= per_minute:
+                retry_after = math.ceil((calls[0] + 60_000 - now) / 1000)
+                raise Rejected(
+                    429,
+                    f"Client {client} made {len(calls)} bulk and status calls in the last minute, "
+                    f"the limit is {per_minute}; try again in {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
+            calls.append(now)
+
+
+@dataclass(frozen=True)
+class IngestWindow:
+    """Days and hours, in a time zone, in which the worker applies at most rows_per_second."""
+
+    text: str
+    days: frozenset[int]
+    start: time
+    end: time
+    zone: ZoneInfo
+    rows_per_second: int
+
+    def contains(self, now_ms: int) -> bool:
+        local = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).astimezone(self.zone)
+        return local.weekday() in self.days and self.start <= local.time() < self.end
+
+    def reason(self) -> str:
+        return f"ingestion window {self.text}: at most {self.rows_per_second:,} rows/s"
+
+
+def parse_windows(text: str) -> list[IngestWindow]:
+    """Windows written as `DAYS HH:MM-HH:MM ZONE ROWS_PER_SECOND`, separated by `;`, e.g.
+    `mon-fri 09:00-18:00 Europe/Berlin 2000; sat 10:00-14:00 UTC 5000`."""
+    return [_parse_window(part.strip()) for part in text.split(";") if part.strip()]
+
+
+def _parse_window(text: str) -> IngestWindow:
+    try:
+        days, hours, zone, rate = text.split()
+        start, end = (time.fromisoformat(t) for t in hours.split("-"))
+        window = IngestWindow(text, _days(days), start, end, ZoneInfo(zone), int(rate))
+    except (ValueError, KeyError, ZoneInfoNotFoundError) as e:
+        raise ValueError(
+            f"Bad ingestion window {text!r} ({e}): write DAYS HH:MM-HH:MM ZONE ROWS_PER_SECOND, "
+            "e.g. mon-fri 09:00-18:00 Europe/Berlin 2000"
+        ) from None
+    if window.rows_per_second < 1 or window.start >= window.end:
+        raise ValueError(f"Bad ingestion window {text!r}: it needs a rate of at least 1 and a start before its end")
+    return window
+
+
+def _days(text: str) -> frozenset[int]:
+    days: set[int] = set()
+    for part in text.lower().split(","):
+        first, _, last = part.partition("-")
+        a, b = DAYS.index(first), DAYS.index(last or first)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+def active_window(windows: list[IngestWindow], now_ms: int) -> IngestWindow | None:
+    return next((w for w in windows if w.contains(now_ms)), None)
+
+
+def pause_after(rows: int, window: IngestWindow, took_seconds: float) -> float:
+    """How long to wait after applying `rows` so the window's rate holds."""
+    return max(0.0, rows / window.rows_per_second - took_seconds)

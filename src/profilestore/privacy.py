@@ -1,0 +1,70 @@
+"""Privacy requests (access and delete, by TNTID, THIRDPARTYID or ECID, as Adobe's Privacy
+Service names them) and the deletion of single attributes, which Target does not have."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .config import Settings
+from .errors import Rejected
+from .ids import iso_ms, now_ms
+from .profiles import attributes_json, find_profiles, live_profile, not_found_json
+from .store.base import Profile, Store, WriteTx
+
+NAMESPACES = {"TNTID": "tntId", "THIRDPARTYID": "thirdPartyId", "ECID": "marketingCloudVisitorId"}
+
+
+def id_kind(namespace: str) -> str:
+    kind = NAMESPACES.get(namespace.upper())
+    if kind is None:
+        raise Rejected(400, f"Unknown namespace {namespace!r}: use TNTID, THIRDPARTYID or ECID")
+    return kind
+
+
+class PrivacyService:
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], int] = now_ms):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    def access(self, client: str, namespace: str, visitor_id: str) -> dict:
+        """Everything stored about the visitor: the profile with all its ids."""
+        profile = live_profile(self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms)
+        return {
+            "client": client,
+            "tntId": profile.tnt_id,
+            "thirdPartyId": profile.third_party_id,
+            "marketingCloudVisitorId": profile.mcvid,
+            "mergedTntIds": self.store.merged_tnt_ids(client, profile.tnt_id),
+            "createdAt": iso_ms(profile.created_ms),
+            "modifiedAt": iso_ms(profile.modified_ms),
+            "lastActiveAt": iso_ms(profile.active_ms),
+            "attributes": attributes_json(profile),
+        }
+
+    def delete(self, client: str, namespace: str, visitor_id: str) -> dict:
+        """Delete the profile, its links, and the failed batch rows that carried its ids."""
+        profile = live_profile(self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms)
+        ids = [profile.tnt_id, *self.store.merged_tnt_ids(client, profile.tnt_id)]
+        ids += [i for i in (profile.third_party_id, profile.mcvid) if i]
+
+        def delete(tx: WriteTx) -> int:
+            tx.delete_profile(client, profile.tnt_id)
+            return tx.delete_failed_rows(client, ids)
+
+        return {"deleted": {"client": client, "ids": ids}, "failedRowsRemoved": self.store.write(delete)}
+
+    def delete_attribute(self, client: str, kind: str, visitor_id: str, name: str) -> Profile:
+        now = self.clock()
+
+        def delete(tx: WriteTx) -> Profile:
+            profile = find_profiles(tx, client, kind, [visitor_id], now, self.settings.lifetime_ms).get(visitor_id)
+            if profile is None:
+                raise Rejected(404, not_found_json(client, kind, visitor_id)["message"])
+            if profile.attributes.pop(name, None) is None:
+                raise Rejected(404, f"The profile has no attribute {name!r}")
+            profile.modified_ms = profile.active_ms = now
+            tx.save_profiles([profile])
+            return profile
+
+        return self.store.write(delete)
