@@ -72,6 +72,21 @@ def deliver(http, body: dict, client: str | None = "demo", session: str = "s1", 
     return http.post("/rest/v1/delivery", params=query, json={"context": {"channel": "web"}, **body})
 
 
+class FakeClock:
+    """Epoch milliseconds that move only when a test moves them."""
+
+    def __init__(self, iso: str = "2026-11-23T10:00:00+00:00"):
+        from datetime import datetime
+
+        self.ms = int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float = 0, days: float = 0) -> None:
+        self.ms += int((seconds + days * 86_400) * 1000)
+
+
 def seq_of(batch_id: str) -> int:
     return int(batch_id.rsplit("-", 1)[1])
 

@@ -63,7 +63,7 @@ class CallLimiter:
 class IngestWindow:
     """Days and hours, in a time zone, in which the worker applies at most rows_per_second."""
 
-    text: str
+    text: str  # days, hours and zone as configured
     days: frozenset[int]
     start: time
     end: time
@@ -88,7 +88,7 @@ def _parse_window(text: str) -> IngestWindow:
     try:
         days, hours, zone, rate = text.split()
         start, end = (time.fromisoformat(t) for t in hours.split("-"))
-        window = IngestWindow(text, _days(days), start, end, ZoneInfo(zone), int(rate))
+        window = IngestWindow(f"{days} {hours} {zone}", _days(days), start, end, ZoneInfo(zone), int(rate))
     except (ValueError, KeyError, ZoneInfoNotFoundError) as e:
         raise ValueError(
             f"Bad ingestion window {text!r} ({e}): write DAYS HH:MM-HH:MM ZONE ROWS_PER_SECOND, "

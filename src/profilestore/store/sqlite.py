@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_ms INTEGER NOT NULL,
     revoked_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client, created_ms);
+CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client);
 """
 
 BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]
@@ -147,8 +147,9 @@ SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM
 UPSERT_CLIENT = "INSERT OR REPLACE INTO clients (client, auth_required, daily_rows, calls_per_minute) VALUES (?, ?, ?, ?)"
 TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
 SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"
-SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = ? ORDER BY created_ms, id"
-UPSERT_TOKEN = f"INSERT OR REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = ? ORDER BY rowid"
+UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET expires_ms = excluded.expires_ms, revoked_ms = excluded.revoked_ms"""
 
 
 def _batch_values(batch: Batch) -> tuple:

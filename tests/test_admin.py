@@ -1,0 +1,75 @@
+"""The admin API (/api): the admin key, or loopback callers when none is configured."""
+
+import httpx
+
+from support import apply, serve_process, submit
+
+
+def test_without_an_admin_key_loopback_callers_are_admins(make_service):
+    assert make_service(peer="127.0.0.1").get("/api/clients/demo").status_code == 200
+    assert make_service(peer="::1").get("/api/clients/demo").status_code == 200
+
+
+def test_without_an_admin_key_other_callers_are_refused(make_service):
+    response = make_service(peer="10.1.2.3").get("/api/clients/demo")
+    assert response.status_code == 403
+    assert "only on loopback unless PROFILESTORE_ADMIN_KEY is configured" in response.json()["message"]
+
+
+def test_with_an_admin_key_it_is_required_from_everyone(make_service):
+    http = make_service(admin_key="s3cret-admin", peer="127.0.0.1")
+    assert http.get("/api/clients/demo").status_code == 401
+    wrong = http.get("/api/clients/demo", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["message"] == "The admin API needs Authorization: Bearer ADMIN_KEY"
+    right = http.get("/api/clients/demo", headers={"Authorization": "Bearer s3cret-admin"})
+    assert right.status_code == 200
+
+
+def test_health_is_open(make_service):
+    assert make_service(admin_key="k", peer="10.1.2.3").get("/api/health").json() == {"status": "ok"}
+
+
+def test_target_paths_do_not_need_the_admin_key(make_service):
+    http = make_service(admin_key="k", peer="10.1.2.3")
+    assert submit(http, "batch=pcId,a\np1,1\n").status_code == 200
+
+
+def test_client_settings_show_the_effective_quotas(make_service):
+    http = make_service(daily_rows=1000)
+    assert http.get("/api/clients/demo").json() == {
+        "client": "demo", "authRequired": False, "dailyRows": 1000, "callsPerMinute": 0,
+    }  # fmt: skip
+    changed = http.patch("/api/clients/demo", json={"dailyRows": 5, "callsPerMinute": 10}).json()
+    assert (changed["dailyRows"], changed["callsPerMinute"]) == (5, 10)
+    assert http.get("/api/clients/acme").json()["dailyRows"] == 1000
+
+
+def test_invalid_admin_input_is_400_naming_the_field(http):
+    response = http.patch("/api/clients/demo", json={"dailyRows": -5})
+    assert response.status_code == 400
+    assert response.json()["message"] == "Invalid request: dailyRows: Input should be greater than or equal to 0"
+
+
+def test_batch_list_newest_first_per_client_and_paged(http):
+    ids = [apply(http, "batch=pcId,a\np1,1\n", client=c)["batchId"] for c in ("demo", "acme", "demo", "demo")]
+    listed = [b["batchId"] for b in http.get("/api/batches", params={"client": "demo"}).json()["batches"]]
+    assert listed == [ids[3], ids[2], ids[0]]
+    page = http.get("/api/batches", params={"limit": 2, "before": ids[2]}).json()["batches"]
+    assert [b["batchId"] for b in page] == [ids[1], ids[0]]
+
+
+def test_no_secret_is_logged(tmp_path):
+    env = {"PROFILESTORE_ADMIN_KEY": "admin-key-that-must-not-leak"}
+    with serve_process(tmp_path / "data", env) as server:
+        admin = {"Authorization": "Bearer admin-key-that-must-not-leak"}
+        http = httpx.Client(base_url=server.url, headers=admin)
+        secret = http.post("/api/clients/demo/tokens", json={}).json()["token"]
+        http.patch("/api/clients/demo", json={"authRequired": True})
+        assert http.get("/api/clients/demo/tokens").text.find(secret) == -1
+        with_token = {"Authorization": f"Bearer {secret}"}
+        httpx.post(f"{server.url}/m2/demo/v2/profile/batchUpdate", content="batch=pcId,a\np1,1\n", headers=with_token)
+        httpx.get(f"{server.url}/rest/v1/profiles/p1", params={"client": "demo"}, headers=with_token)
+        httpx.get(f"{server.url}/rest/v1/profiles/p1", params={"client": "demo"}, headers={"Authorization": "Bearer wrong"})
+    log = (tmp_path / f"serve-{server.port}.log").read_text()
+    assert "profilestore on" in log
+    assert secret not in log and "admin-key-that-must-not-leak" not in log
