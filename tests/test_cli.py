@@ -74,3 +74,38 @@ def test_unreachable_service_is_a_clear_error(tmp_path):
     shown = cli("status", "demo-1700000000000-9", url="http://127.0.0.1:9")
     assert shown.returncode == 1
     assert "Cannot reach profilestore at http://127.0.0.1:9" in shown.stderr
+
+
+def test_tokens_and_auth_from_the_command_line(tmp_path):
+    batch = tmp_path / "batch.txt"
+    batch.write_text("batch=thirdPartyId,city\ncrm-1,Oslo\n")
+    with serve_process(tmp_path / "data", {"PROFILESTORE_ADMIN_KEY": "adm"}) as server:
+        created = cli("token", "create", "demo", "--days", "30", "--admin-key", "adm", url=server.url)
+        assert created.returncode == 0, created.stderr
+        secret = created.stdout.strip().splitlines()[-1]
+        assert secret.startswith("pst_")
+        turned_on = cli("client", "set", "demo", "--auth", "--daily-rows", "100", "--admin-key", "adm", url=server.url)
+        assert '"authRequired": true' in turned_on.stdout and '"dailyRows": 100' in turned_on.stdout
+
+        refused = cli("upload", str(batch), "--client", "demo", url=server.url)
+        assert refused.returncode == 1 and "401: Client demo requires authentication" in refused.stderr
+        uploaded = cli("upload", str(batch), "--client", "demo", "--wait", "--token", secret, url=server.url)
+        assert "1 applied" in uploaded.stdout, uploaded.stderr
+        fetched = cli("profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url)
+        assert '"value": "Oslo"' in fetched.stdout
+
+        listed = cli("token", "list", "demo", "--admin-key", "adm", url=server.url)
+        token_id = listed.stdout.split()[0]
+        assert "live" in listed.stdout and secret not in listed.stdout
+        assert cli("token", "revoke", "demo", token_id, "--admin-key", "adm", url=server.url).returncode == 0
+        revoked = cli("profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url)
+        assert "403: The token was revoked" in revoked.stderr
+        assert "401: The admin API needs" in cli("token", "list", "demo", url=server.url).stderr
+
+
+def test_serve_refuses_a_bad_ingestion_window(tmp_path):
+    env = {**os.environ, "PROFILESTORE_INGEST_WINDOWS": "weekdays 9-5"}
+    run = subprocess.run([sys.executable, "-m", "profilestore", "serve", "--data-dir", str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 1
+    assert "PROFILESTORE_INGEST_WINDOWS: Bad ingestion window 'weekdays 9-5'" in run.stderr

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .batches import BatchService
 from .config import Settings
+from .limits import parse_windows
 from .store import open_store
 from .worker import Worker
 
@@ -26,6 +27,10 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 service_url = click.option(
     "--url", envvar="PROFILESTORE_URL", default=DEFAULT_URL, show_default=True, help="The running service."
 )
+client_token = click.option(
+    "--token", envvar="PROFILESTORE_TOKEN", help="Profile API token, for a client that requires authentication."
+)
+admin_key = click.option("--admin-key", envvar="PROFILESTORE_ADMIN_KEY", help="The service's admin key, if it has one.")
 store_options = [
     click.option("--store", help="Store URL, e.g. sqlite:///data/profilestore.db (default: a file in --data-dir)."),
     click.option("--data-dir", type=click.Path(path_type=Path), help="Folder of the embedded store."),
@@ -58,8 +63,8 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
 
     from .web import create_app
 
-    settings = Settings.from_env(
-        store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None
+    settings = _checked(
+        Settings.from_env(store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None)
     )
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
@@ -69,7 +74,7 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
 @with_store_options
 def worker(store, data_dir) -> None:
     """Apply accepted batches (for a service started with --no-worker)."""
-    settings = Settings.from_env(store=store, data_dir=data_dir)
+    settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
     db = open_store(settings.store_url)
     runner = Worker(BatchService(db, settings), settings.worker_poll_seconds)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,30 +92,27 @@ def worker(store, data_dir) -> None:
 @click.option("--client", required=True, help="Target client code.")
 @click.option("--v1", is_flag=True, help="Bulk API v1: update existing profiles only (default v2: create missing).")
 @click.option("--wait", is_flag=True, help="Show progress until the batch is applied, then its counts.")
+@client_token
 @service_url
-def upload(file: Path, client: str, v1: bool, wait: bool, url: str) -> None:
+def upload(file: Path, client: str, v1: bool, wait: bool, token: str | None, url: str) -> None:
     """Submit a batch file, as `curl --data-binary @FILE` would."""
     path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
-    with _service(url) as http:
-        answer = http.post(
-            path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"}
-        )
-        reply = ElementTree.fromstring(answer.text)
-        batch_id = reply.findtext("batchId")
-        if answer.status_code != 200 or not batch_id:
-            raise click.ClickException(f"{answer.status_code}: {reply.findtext('message')}")
+    with _service(url, token) as http:
+        answer = http.post(path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+        batch_id = _xml(answer).get("batchId")
         console.print(f"accepted batch [bold]{batch_id}[/bold]")
         if wait:
-            _print_record(_wait_for(http, batch_id), url)
+            _print_record(_wait_for(http, client, batch_id), url)
 
 
 @main.command()
 @click.argument("batch_id")
+@admin_key
 @service_url
-def status(batch_id: str, url: str) -> None:
-    """Show a batch's state and counts."""
-    with _service(url) as http:
-        _print_record(_get_json(http, f"/api/batches/{batch_id}"), url)
+def status(batch_id: str, admin_key: str | None, url: str) -> None:
+    """Show a batch's state and counts (admin API)."""
+    with _service(url, admin_key) as http:
+        _print_record(_json(http.get(f"/api/batches/{batch_id}")), url)
 
 
 @main.group()
@@ -122,51 +124,149 @@ def profile() -> None:
 @click.argument("visitor_id")
 @click.option("--client", required=True, help="Target client code.")
 @click.option("--third-party-id", "by_third_party", is_flag=True, help="VISITOR_ID is a thirdPartyId, not a tntId.")
+@client_token
 @service_url
-def profile_get(visitor_id: str, client: str, by_third_party: bool, url: str) -> None:
+def profile_get(visitor_id: str, client: str, by_third_party: bool, token: str | None, url: str) -> None:
     """Print a profile as the Profile Fetch API returns it."""
     path = f"/rest/v1/profiles/thirdPartyId/{visitor_id}" if by_third_party else f"/rest/v1/profiles/{visitor_id}"
-    with _service(url) as http:
-        console.print_json(data=_get_json(http, path, params={"client": client}))
+    with _service(url, token) as http:
+        console.print_json(data=_json(http.get(path, params={"client": client})))
+
+
+@main.group()
+def token() -> None:
+    """Profile API tokens of a client (admin API)."""
+
+
+@token.command("create")
+@click.argument("client")
+@click.option("--days", type=float, help="How long the token lives (default: the service's, 90 days).")
+@click.option("--keep-previous-hours", type=float, default=0, help="Keep the client's live tokens this long.")
+@admin_key
+@service_url
+def token_create(client: str, days: float | None, keep_previous_hours: float, admin_key: str | None, url: str) -> None:
+    """Create a token; it replaces the client's live tokens unless --keep-previous-hours. Shown once."""
+    with _service(url, admin_key) as http:
+        body = {"expiresInDays": days, "keepPreviousHours": keep_previous_hours}
+        created = _json(http.post(f"/api/clients/{client}/tokens", json=body))
+    console.print(f"token {created['id']} for {client}, expires {created['expiresAt']} (shown only now):")
+    click.echo(created["token"])
+
+
+@token.command("list")
+@click.argument("client")
+@admin_key
+@service_url
+def token_list(client: str, admin_key: str | None, url: str) -> None:
+    """List a client's tokens (never their secrets)."""
+    with _service(url, admin_key) as http:
+        for t in _json(http.get(f"/api/clients/{client}/tokens"))["tokens"]:
+            console.print(f"{t['id']}  {t['state']:8}  created {t['createdAt']}  expires {t['expiresAt']}")
+
+
+@token.command("revoke")
+@click.argument("client")
+@click.argument("token_id")
+@admin_key
+@service_url
+def token_revoke(client: str, token_id: str, admin_key: str | None, url: str) -> None:
+    """Revoke one token at once."""
+    with _service(url, admin_key) as http:
+        revoked = _json(http.delete(f"/api/clients/{client}/tokens/{token_id}"))
+    console.print(f"token {revoked['id']} revoked at {revoked['revokedAt']}")
+
+
+@main.group("client")
+def client_group() -> None:
+    """A client's authentication and quotas (admin API)."""
+
+
+@client_group.command("show")
+@click.argument("client")
+@admin_key
+@service_url
+def client_show(client: str, admin_key: str | None, url: str) -> None:
+    with _service(url, admin_key) as http:
+        console.print_json(data=_json(http.get(f"/api/clients/{client}")))
+
+
+@client_group.command("set")
+@click.argument("client")
+@click.option("--auth/--no-auth", default=None, help="Require profile API tokens, or not.")
+@click.option("--daily-rows", type=int, help="Rows accepted per UTC day (0: no limit).")
+@click.option("--calls-per-minute", type=int, help="Bulk and status calls per minute (0: no limit).")
+@admin_key
+@service_url
+def client_set(client, auth, daily_rows, calls_per_minute, admin_key, url) -> None:
+    change = {"authRequired": auth, "dailyRows": daily_rows, "callsPerMinute": calls_per_minute}
+    with _service(url, admin_key) as http:
+        body = {k: v for k, v in change.items() if v is not None}
+        console.print_json(data=_json(http.patch(f"/api/clients/{client}", json=body)))
+
+
+def _checked(settings: Settings) -> Settings:
+    """Refuse a bad setting at start-up with its message, not with a traceback later."""
+    try:
+        parse_windows(settings.ingest_windows)
+    except ValueError as e:
+        raise click.ClickException(f"PROFILESTORE_INGEST_WINDOWS: {e}") from None
+    return settings
 
 
 @contextmanager
-def _service(url: str) -> Iterator[httpx.Client]:
+def _service(url: str, secret: str | None = None) -> Iterator[httpx.Client]:
+    """A client of the running service, sending `secret` (a token or the admin key) if given."""
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     try:
-        with httpx.Client(base_url=url, timeout=300) as http:
+        with httpx.Client(base_url=url, timeout=300, headers=headers) as http:
             yield http
     except httpx.TransportError as e:
         raise click.ClickException(f"Cannot reach profilestore at {url}: {e}") from None
 
 
-def _get_json(http: httpx.Client, path: str, params: dict | None = None) -> dict:
-    answer = http.get(path, params=params)
-    if answer.status_code != 200:
+def _json(answer: httpx.Response) -> dict:
+    if answer.status_code not in (200, 201):
         raise click.ClickException(f"{answer.status_code}: {answer.json().get('message', answer.text)}")
     return answer.json()
 
 
-def _wait_for(http: httpx.Client, batch_id: str) -> dict:
-    record = _get_json(http, f"/api/batches/{batch_id}")
+def _xml(answer: httpx.Response) -> dict:
+    """The fields of a Target XML answer; its message as the error if it is not a 200."""
+    fields = {child.tag: child.text or "" for child in ElementTree.fromstring(answer.text)}
+    if answer.status_code != 200:
+        raise click.ClickException(f"{answer.status_code}: {fields.get('message')}")
+    return fields
+
+
+def _wait_for(http: httpx.Client, client: str, batch_id: str) -> dict:
+    """Poll Target's batchStatus (which the client's own token opens) until the batch is done."""
+
+    def poll() -> dict:
+        answer = http.get(f"/m2/{client}/profile/batchStatus", params={"batchId": batch_id, "showDetails": "true"})
+        return {k: int(v) if v.isdigit() else v for k, v in _xml(answer).items()}
+
+    record = poll()
     columns = (TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("rows", total=record["batchSize"])
         while record["status"] == "incomplete":
             progress.update(task, completed=record["consumedCount"])
             time.sleep(0.2)
-            record = _get_json(http, f"/api/batches/{batch_id}")
+            record = poll()
     return record
 
 
 def _print_record(record: dict, url: str) -> None:
+    state = f" ({record['state']})" if "state" in record else ""
     console.print(
-        f"{record['batchId']}: {record['status']} ({record['state']}), "
+        f"{record['batchId']}: {record['status']}{state}, "
         f"{record['consumedCount']:,} of {record['batchSize']:,} rows consumed: "
         f"{record['successfulUpdates']:,} applied, {record['profilesNotFound']:,} profiles not found, "
         f"{record['failedUpdates']:,} failed"
     )
     if record["failedUpdates"]:
         console.print(f"failed rows: {url}/api/batches/{record['batchId']}/failures.csv")
-    if record["stuckReason"]:
+    if record.get("stuckReason"):
         console.print(f"[red]stuck: {record['stuckReason']}[/red]")
-
+    if record.get("heldBack"):
+        console.print(f"held back: {record['heldBack']}")
