@@ -123,7 +123,8 @@ class BatchService:
             tx.update_batch(updated)
             return updated
 
-        return self.store.write(apply)
+        # The chunk can be redone from the batch's durable bytes: its commit need not wait for the disk.
+        return self.store.write(apply, durable=False)
 
     def record_failed_attempt(self, batch: Batch, reason: str, give_up: bool = False) -> Batch:
         """Count a failed attempt at the batch's next chunk; after MAX_ATTEMPTS, it is stuck."""

@@ -131,9 +131,30 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
         return RowFailure(line_no, "", "the line is not valid UTF-8", raw)
     cells = text.split(",")
     if len(cells) > header.width:
-        return RowFailure(
-            line_no, cells[0], f"{len(cells)} fields, but the header has {header.width}", raw
-        )
+        return RowFailure(line_no, cells[0], f"{len(cells)} fields, but the header has {header.width}", raw)
+    decoded = _decode_line(text, cells)
+    if decoded is None:
+        return _parse_cells(header, line_no, raw, cells)
+    problem = id_problem(header.key, decoded[0])
+    if problem:
+        return RowFailure(line_no, decoded[0], problem, raw)
+    attributes = {name: value for name, value in zip(header.names, decoded[1:]) if name is not None}
+    return Row(line_no, decoded[0], attributes, raw)
+
+
+def _decode_line(text: str, cells: list[str]) -> list[str] | None:
+    """Every cell decoded, or None if some cell is malformed. One search of the whole line finds
+    any bad `%` (a `,` is not a hex digit, so no escape spans two cells)."""
+    if "%" in text and _BAD_PERCENT.search(text):
+        return None
+    try:
+        return [unquote_to_bytes(c.replace("+", " ")).decode() if "%" in c else c.replace("+", " ") for c in cells]
+    except UnicodeDecodeError:
+        return None
+
+
+def _parse_cells(header: Header, line_no: int, raw: bytes, cells: list[str]) -> Row | RowFailure:
+    """parse_row cell by cell, to name the cell that is malformed."""
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from datetime import datetime, timezone
 
 THIRD_PARTY_ID_MAX = 256  # Target's limit for mbox3rdPartyId
@@ -17,7 +17,7 @@ def now_ms() -> int:
 
 
 def new_tnt_id() -> str:
-    return uuid.uuid4().hex + TNT_ID_SUFFIX
+    return os.urandom(16).hex() + TNT_ID_SUFFIX
 
 
 def iso_ms(epoch_ms: int | None) -> str | None:

@@ -166,8 +166,11 @@ class Store(ABC):
     """A profile store. Reads never wait for writes; writes run one at a time."""
 
     @abstractmethod
-    def write(self, fn: Callable[[WriteTx], T]) -> T:
-        """Run fn in one write transaction and return its result; an exception rolls it back."""
+    def write(self, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+        """Run fn in one write transaction and return its result; an exception rolls it back.
+        durable=False lets the commit skip waiting for the disk: only for work that can be redone
+        from durable state (a batch chunk, whose cursor commits with it), since a power cut may
+        undo it; a crash of the process still cannot."""
 
     @abstractmethod
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:

@@ -1,0 +1,91 @@
+"""bench/ingest: the standard batch through a real `profilestore serve`, end to end.
+
+Starts the service with its default settings on a fresh store, submits the standard batch over
+HTTP as a client does, polls until it is complete, and reports rows per second from the first
+byte sent to `complete`, for an insert pass (new profiles) and an update pass (the same ids
+again), the service's peak memory, and the naive floor: the same file parsed with the stdlib
+csv module and upserted with one executemany into a plain SQLite table.
+
+    bench/ingest [--preload 10000000] [--rows 500000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from service import Service, save
+from standard_batch import standard_batch
+
+
+def naive_floor(path: Path, db_path: Path) -> float:
+    """Seconds for the obvious first implementation to upsert the file into SQLite."""
+    started = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as f, sqlite3.connect(db_path) as db:
+        reader = csv.reader(f)
+        header = next(reader)
+        columns = [f"a{i}" for i in range(1, len(header))]
+        db.execute(f"CREATE TABLE IF NOT EXISTS profiles (id TEXT PRIMARY KEY, {', '.join(columns)})")
+        width = len(header)
+        db.executemany(
+            f"INSERT INTO profiles VALUES ({', '.join('?' * width)}) ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = coalesce(excluded.{c}, {c})" for c in columns),
+            (row + [None] * (width - len(row)) for row in reader),
+        )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000, help="rows of the standard batch")
+    parser.add_argument("--preload", type=int, default=0, help="profiles to store first (in batches of --rows)")
+    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    args = parser.parse_args()
+    batch = standard_batch(args.rows).read_bytes()
+
+    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
+        service = Service(Path(tmp) / "data", args.store)
+        try:
+            preload_seconds = 0.0
+            for first in range(args.rows, args.rows + args.preload, args.rows):
+                _, seconds = service.apply(standard_batch(args.rows, first).read_bytes())
+                preload_seconds += seconds
+                print(f"preloaded {first + args.rows - args.rows:,} profiles ({seconds:.1f} s)", flush=True)
+            insert, insert_s = service.apply(batch)
+            update, update_s = service.apply(batch)
+            peak = service.peak_rss_mb()
+        finally:
+            service.stop()
+        floor_insert = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
+        floor_update = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
+
+    assert insert["successfulUpdates"] == update["successfulUpdates"] == args.rows, (insert, update)
+    results = {
+        "command": "bench/ingest" + (f" --preload {args.preload}" if args.preload else ""),
+        "store": args.store or "sqlite (default)",
+        "rows": args.rows,
+        "batchBytes": len(batch),
+        "preloadedProfiles": args.preload,
+        "preloadSeconds": round(preload_seconds, 1),
+        "insert": {"seconds": round(insert_s, 2), "rowsPerSecond": round(args.rows / insert_s)},
+        "update": {"seconds": round(update_s, 2), "rowsPerSecond": round(args.rows / update_s)},
+        "peakRssMB": round(peak),
+        "floor": {"insertSeconds": round(floor_insert, 2), "updateSeconds": round(floor_update, 2)},
+        "ratioToFloor": {"insert": round(insert_s / floor_insert, 2), "update": round(update_s / floor_update, 2)},
+    }
+    name = "ingest" + (f"-preload-{args.preload}" if args.preload else "") + ("-" + args.store.split(":")[0] if args.store else "")
+    path = save(name, results)
+    print(f"insert pass: {results['insert']['rowsPerSecond']:>9,} rows/s ({insert_s:.2f} s)")
+    print(f"update pass: {results['update']['rowsPerSecond']:>9,} rows/s ({update_s:.2f} s)")
+    print(f"peak RSS:    {peak:>9,.0f} MB")
+    print(f"naive floor: insert {floor_insert:.2f} s, update {floor_update:.2f} s; "
+          f"ours / floor: {results['ratioToFloor']['insert']} and {results['ratioToFloor']['update']}")
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

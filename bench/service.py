@@ -1,0 +1,94 @@
+"""What the benchmarks share: a real `profilestore serve` on a fresh store, submitting batches
+as a client does, the machine's description, and the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results"
+CLIENT = "bench"
+
+
+class Service:
+    """`profilestore serve` with its default settings, on a store of its own."""
+
+    def __init__(self, data_dir: Path, store: str | None = None, env: dict | None = None):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        if store:
+            command += ["--store", store]
+        self.process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+        self.http = httpx.Client(base_url=self.url, timeout=600)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise SystemExit("profilestore serve did not start")
+
+    def submit(self, body: bytes, version: int = 2) -> tuple[str, float]:
+        """(batchId, when the first byte was sent), the batch sent as curl --data-binary does."""
+        path = f"/m2/{CLIENT}/v2/profile/batchUpdate" if version == 2 else f"/m2/{CLIENT}/profile/batchUpdate"
+        started = time.perf_counter()
+        answer = self.http.post(path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        if answer.status_code != 200:
+            raise SystemExit(f"the batch was refused: {answer.status_code} {answer.text}")
+        return answer.text.split("<batchId>")[1].split("</batchId>")[0], started
+
+    def wait(self, batch_id: str, poll: float = 0.02) -> dict:
+        while True:
+            record = self.http.get(f"/api/batches/{batch_id}").json()
+            if record["status"] != "incomplete":
+                if record["status"] != "complete":
+                    raise SystemExit(f"batch {batch_id} is {record['status']}: {record['stuckReason']}")
+                return record
+            time.sleep(poll)
+
+    def apply(self, body: bytes) -> tuple[dict, float]:
+        """The batch's record and its end-to-end seconds, first byte sent to complete."""
+        batch_id, started = self.submit(body)
+        record = self.wait(batch_id)
+        return record, time.perf_counter() - started
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    memory_kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+    return {
+        "cores": os.cpu_count(),
+        "memoryGiB": round(memory_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def save(name: str, results: dict) -> Path:
+    """Write one benchmark's results to bench/results/NAME.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d"), **results}, indent=2) + "\n")
+    return path
