@@ -18,6 +18,7 @@ from .ids import iso_ms, now_ms
 from .store.base import ClientConfig, Store, Token, WriteTx
 
 TOKEN_PREFIX = "pst_"
+CONFIG_TTL_MS = 1_000  # how long another process may go on with a client's previous settings
 HOUR_MS = 3_600_000
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="profilestore"'}
 
@@ -42,10 +43,21 @@ class AuthService:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self._configs: dict[str, tuple[int, ClientConfig | None]] = {}
+
+    def client_config(self, client: str) -> ClientConfig | None:
+        """The client's settings, read at most once a second: this check runs before every
+        profile API call. Changes made through this process apply at once, others within 1 s."""
+        now = self.clock()
+        read_at, config = self._configs.get(client, (None, None))
+        if read_at is None or now - read_at >= CONFIG_TTL_MS:
+            config = self.store.client_config(client)
+            self._configs[client] = (now, config)
+        return config
 
     def check(self, client: str, authorization: str | None) -> None:
         """Pass if the client does not require authentication or the token is its own and live."""
-        config = self.store.client_config(client)
+        config = self.client_config(client)
         if config is None or not config.auth_required:
             return
         secret = bearer(authorization)
@@ -101,4 +113,5 @@ class AuthService:
         check_client(client)
         config = replace(self.store.client_config(client) or ClientConfig(client), **changes)
         self.store.write(lambda tx: tx.save_client(config))
+        self._configs.pop(client, None)
         return config

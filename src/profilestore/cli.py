@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 from xml.etree import ElementTree
@@ -20,7 +21,7 @@ from .batches import BatchService
 from .config import Settings
 from .limits import parse_windows
 from .store import open_store
-from .worker import Worker
+from .worker import Worker, WorkerProcess
 
 console = Console()
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -58,7 +59,7 @@ def main(verbose: bool) -> None:
 @click.option("--public-url", help="Base URL of the batchStatus links (default: the URL the client called).")
 @click.option("--no-worker", is_flag=True, help="Only serve HTTP; batches are applied by `profilestore worker`.")
 def serve(host, port, store, data_dir, public_url, no_worker) -> None:
-    """Run the HTTP service, and the worker that applies batches."""
+    """Run the HTTP service, and the worker that applies batches in a child process."""
     import uvicorn
 
     from .web import create_app
@@ -67,7 +68,16 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
         Settings.from_env(store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None)
     )
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # The worker gets a process of its own: in this one, its parsing would hold the GIL that the
+    # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see README).
+    child = WorkerProcess(settings.store_url) if settings.run_worker else None
+    app = create_app(replace(settings, run_worker=False), wake=child.wake if child else None)
+    try:
+        # No access log: it would cost every request a logging call, and it is off anyway (see README).
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if child:
+            child.stop()
 
 
 @main.command()
@@ -79,6 +89,7 @@ def worker(store, data_dir) -> None:
     runner = Worker(BatchService(db, settings), settings.worker_poll_seconds)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stop())
+    signal.signal(signal.SIGUSR1, lambda *_: runner.wake())  # `serve` says a batch was accepted
     console.print(f"worker on store {settings.store_url}")
     thread = threading.Thread(target=runner.run, name="worker")
     thread.start()

@@ -8,7 +8,11 @@ the same chunk twice (the second finds the cursor moved and skips ahead).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
+import subprocess
+import sys
 import threading
 from typing import Callable
 
@@ -101,3 +105,35 @@ class Worker:
         applied = self.batches.apply_chunk(batch, header, payload, rows, window.reason())
         self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
         return applied
+
+
+class WorkerProcess:
+    """`profilestore worker` on the store, as a child process of `serve`."""
+
+    def __init__(self, store_url: str):
+        self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url]
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        linux = sys.platform.startswith("linux")
+        return subprocess.Popen(self.command, preexec_fn=_prepare_child if linux else None)
+
+    def wake(self) -> None:
+        """Tell the worker a batch was accepted; start a new one if it has died."""
+        if self.process.poll() is not None:
+            log.error("the worker process exited with %s; starting a new one", self.process.returncode)
+            self.process = self._start()
+        self.process.send_signal(signal.SIGUSR1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _prepare_child() -> None:
+    """In the child before it runs the worker: die when the parent dies, even by SIGKILL, so a
+    restarted service never finds an old worker still going; and ignore the wake-up signal
+    until the worker has set its handler (its default action would kill it)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)

@@ -21,14 +21,14 @@ QUEUED, RUNNING, COMPLETE, STUCK = "queued", "running", "complete", "stuck"
 ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
 
 
-@dataclass
+@dataclass(slots=True)
 class Attribute:
     value: str  # values are strings, as in Target
     modified_ms: int
     order: int  # the acceptance order of the write that set it (see profiles.write_order)
 
 
-@dataclass
+@dataclass(slots=True)
 class Profile:
     client: str
     tnt_id: str

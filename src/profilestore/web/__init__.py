@@ -23,8 +23,15 @@ from ..worker import Worker
 from . import api, bulk, delivery, profiles, single, xml
 
 
-def create_app(settings: Settings, clock: Callable[[], int] = now_ms, sleep: Callable[[float], object] | None = None) -> FastAPI:
-    """The service. Tests pass a fake clock, and a sleep that moves it, to test time-based rules."""
+def create_app(
+    settings: Settings,
+    clock: Callable[[], int] = now_ms,
+    sleep: Callable[[float], object] | None = None,
+    wake: Callable[[], object] | None = None,
+) -> FastAPI:
+    """The service; with settings.run_worker, a worker thread in this process applies batches,
+    else `wake` tells the worker elsewhere that one was accepted. Tests pass a fake clock, and
+    a sleep that moves it, to test time-based rules."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -39,7 +46,7 @@ def create_app(settings: Settings, clock: Callable[[], int] = now_ms, sleep: Cal
         thread = threading.Thread(target=worker.run, name="worker", daemon=True)
         if settings.run_worker:
             thread.start()
-        app.state.worker_wake = worker.wake
+        app.state.worker_wake = worker.wake if settings.run_worker else (wake or (lambda: None))
         try:
             yield
         finally:

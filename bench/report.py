@@ -1,0 +1,112 @@
+"""Turn bench/results/*.json into the README's benchmark table and bench/results/benchmarks.png.
+
+    python bench/report.py     (bench/ingest and bench/reads run it after themselves)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).parent.parent / "README.md"
+CHART = RESULTS / "benchmarks.png"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows(ingest: dict | None, preloaded: dict | None, reads: dict | None) -> list[tuple[str, str, str, bool | None]]:
+    """(what, target, measured, met) for every target of the benchmarks issue."""
+    table = []
+    if ingest:
+        i, u, f = ingest["insert"], ingest["update"], ingest["ratioToFloor"]
+        table += [
+            ("insert pass, standard batch", "≥ 150,000 rows/s", f"{i['rowsPerSecond']:,} rows/s ({i['seconds']} s)", i["rowsPerSecond"] >= 150_000),
+            ("update pass, standard batch", "≥ 120,000 rows/s", f"{u['rowsPerSecond']:,} rows/s ({u['seconds']} s)", u["rowsPerSecond"] >= 120_000),
+            ("time / naive floor's (insert, update)", "≤ 0.4", f"{f['insert']}, {f['update']} (floor {ingest['floor']['insertSeconds']} s, {ingest['floor']['updateSeconds']} s)", max(f.values()) <= 0.4),
+            ("peak memory of the service", "≤ 500 MB", f"{ingest['peakRssMB']} MB", ingest["peakRssMB"] <= 500),
+        ]  # fmt: skip
+    if ingest and preloaded:
+        ratio = preloaded["insert"]["rowsPerSecond"] / ingest["insert"]["rowsPerSecond"]
+        table.append((
+            f"insert pass with {preloaded['preloadedProfiles']:,} profiles stored", "≥ 80 % of the empty-store rate",
+            f"{preloaded['insert']['rowsPerSecond']:,} rows/s = {ratio:.0%} (building the store took {preloaded['preloadSeconds']:,.0f} s)",
+            ratio >= 0.8,
+        ))  # fmt: skip
+    if reads:
+        idle, busy, seen = reads["idle"], reads["duringBatch"], reads["oneRowBatchVisible"]
+        table += [
+            ("fetch throughput, idle", "≥ 3,000 req/s", f"{idle['requestsPerSecond']:,} req/s", idle["requestsPerSecond"] >= 3000),
+            ("fetch latency, idle", "p99 ≤ 10 ms", f"p50 {idle['p50Ms']} ms, p99 {idle['p99Ms']} ms, p99.9 {idle['p999Ms']} ms", idle["p99Ms"] <= 10),
+            ("fetch latency, standard batch applying", "p99 ≤ 30 ms", f"{busy['requestsPerSecond']:,} req/s; p50 {busy['p50Ms']} ms, p99 {busy['p99Ms']} ms, p99.9 {busy['p999Ms']} ms", busy["p99Ms"] <= 30),
+            ("1-row batch visible through fetch", "p99 ≤ 1 s", f"p50 {seen['p50Ms']} ms, p99 {seen['p99Ms']} ms ({seen['tries']} tries)", seen["p99Ms"] <= 1000),
+        ]  # fmt: skip
+    return table
+
+
+def markdown(table, results: list[dict]) -> str:
+    machine = results[0]["machine"]
+    lines = [
+        f"Measured on {results[0]['when']}: {machine['cores']} cores ({machine['cpu']}), {machine['memoryGiB']} GiB, "
+        f"Python {machine['python']}, SQLite {machine['sqlite']}; the service with its default settings. "
+        "Commands: " + ", ".join(f"`{r['command']}`" for r in results) + ".",
+        "",
+        "| Measure | Target | Measured | Met |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |" for what, target, measured, met in table]
+    lines += ["", "![benchmarks](bench/results/benchmarks.png)"]
+    return "\n".join(lines)
+
+
+def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if ingest:
+        bars = {"insert": ingest["insert"]["rowsPerSecond"], "update": ingest["update"]["rowsPerSecond"]}
+        if preloaded:
+            bars[f"insert, {preloaded['preloadedProfiles'] // 1_000_000}M stored"] = preloaded["insert"]["rowsPerSecond"]
+        left.bar(list(bars), [v / 1000 for v in bars.values()], color="#4477aa")
+        left.axhline(150, color="#cc3311", linestyle="--", label="insert target 150k")
+        left.axhline(120, color="#ee7733", linestyle=":", label="update target 120k")
+        left.set_ylabel("thousand rows/s, end to end")
+        left.set_title("Bulk ingest of the standard batch")
+        left.legend()
+    if reads:
+        names = ["p50", "p99", "p99.9"]
+        for offset, (label, figures) in enumerate((("idle", reads["idle"]), ("batch applying", reads["duringBatch"]))):
+            values = [figures["p50Ms"], figures["p99Ms"], figures["p999Ms"]]
+            right.bar([i + offset * 0.4 for i in range(3)], values, width=0.4, label=f"{label} ({figures['requestsPerSecond']:,} req/s)")
+        right.set_xticks([i + 0.2 for i in range(3)], names)
+        right.axhline(10, color="#cc3311", linestyle="--", label="p99 target idle")
+        right.axhline(30, color="#ee7733", linestyle=":", label="p99 target during batch")
+        right.set_ylabel("ms")
+        right.set_title("Profile fetch latency, 1M profiles")
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=100)
+
+
+def main() -> None:
+    ingest, preloaded, reads = load("ingest"), load("ingest-preload-10000000"), load("reads")
+    results = [r for r in (ingest, preloaded, reads) if r]
+    if not results:
+        raise SystemExit("no results yet: run bench/ingest or bench/reads")
+    table = rows(ingest, preloaded, reads)
+    chart(ingest, preloaded, reads)
+    text = README.read_text()
+    section = "<!-- bench:begin -->\n" + markdown(table, results) + "\n<!-- bench:end -->"
+    README.write_text(re.sub(r"<!-- bench:begin -->.*<!-- bench:end -->", lambda _: section, text, flags=re.S))
+    print(markdown(table, results))
+
+
+if __name__ == "__main__":
+    main()
