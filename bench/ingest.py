@@ -54,7 +54,7 @@ def main() -> None:
             for first in range(args.rows, args.rows + args.preload, args.rows):
                 _, seconds = service.apply(standard_batch(args.rows, first).read_bytes())
                 preload_seconds += seconds
-                print(f"preloaded {first + args.rows - args.rows:,} profiles ({seconds:.1f} s)", flush=True)
+                print(f"preloaded {first:,} profiles ({seconds:.1f} s for the last {args.rows:,})", flush=True)
             insert, insert_s = service.apply(batch)
             update, update_s = service.apply(batch)
             peak = service.peak_rss_mb()

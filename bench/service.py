@@ -66,12 +66,20 @@ class Service:
         return record, time.perf_counter() - started
 
     def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+        """Peak resident memory of the service: `serve` and its worker process, each at its
+        own peak (an upper bound of their peak together)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return sum(_peak_rss_kb(p) for p in [pid, *map(int, children)]) / 1024
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
 
 
 def machine() -> dict:

@@ -42,16 +42,16 @@ def create_app(
         app.state.auth = AuthService(store, settings, clock)
         app.state.privacy = PrivacyService(store, settings, clock)
         app.state.call_limiter = CallLimiter(clock)
-        worker = Worker(service, settings.worker_poll_seconds, sleep)
-        thread = threading.Thread(target=worker.run, name="worker", daemon=True)
-        if settings.run_worker:
+        worker = Worker(service, settings.worker_poll_seconds, sleep) if settings.run_worker else None
+        thread = threading.Thread(target=worker.run, name="worker", daemon=True) if worker else None
+        if thread:
             thread.start()
-        app.state.worker_wake = worker.wake if settings.run_worker else (wake or (lambda: None))
+        app.state.worker_wake = worker.wake if worker else (wake or (lambda: None))
         try:
             yield
         finally:
-            worker.stop()
-            if thread.is_alive():
+            if worker:
+                worker.stop()
                 thread.join()
             store.close()
 
