@@ -23,6 +23,8 @@ import orjson
 from .base import COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
 
 SCHEMA_VERSION = 1
+# Readers map the file (up to this much) instead of copying each page through read() calls.
+READER_MMAP_BYTES = 1 << 30
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -325,6 +327,7 @@ class SQLiteStore(Store):
         if conn is None:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

@@ -58,7 +58,7 @@ def create_app(
     app = FastAPI(title="profilestore", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(bulk.router)
     app.include_router(single.router)
-    app.include_router(profiles.router)
+    app.router.routes.extend(profiles.routes)
     app.include_router(delivery.router)
     app.include_router(api.public)
     app.include_router(api.router)
