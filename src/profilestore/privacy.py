@@ -7,8 +7,8 @@ from typing import Callable
 
 from .config import Settings
 from .errors import Rejected
-from .ids import iso_ms, now_ms
-from .profiles import attributes_json, find_profiles, live_profile, not_found_json
+from .ids import now_ms
+from .profiles import find_profiles, live_profile, not_found_json, profile_json
 from .store.base import Profile, Store, WriteTx
 
 NAMESPACES = {"TNTID": "tntId", "THIRDPARTYID": "thirdPartyId", "ECID": "marketingCloudVisitorId"}
@@ -30,17 +30,7 @@ class PrivacyService:
     def access(self, client: str, namespace: str, visitor_id: str) -> dict:
         """Everything stored about the visitor: the profile with all its ids."""
         profile = live_profile(self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms)
-        return {
-            "client": client,
-            "tntId": profile.tnt_id,
-            "thirdPartyId": profile.third_party_id,
-            "marketingCloudVisitorId": profile.mcvid,
-            "mergedTntIds": self.store.merged_tnt_ids(client, profile.tnt_id),
-            "createdAt": iso_ms(profile.created_ms),
-            "modifiedAt": iso_ms(profile.modified_ms),
-            "lastActiveAt": iso_ms(profile.active_ms),
-            "attributes": attributes_json(profile),
-        }
+        return {**profile_json(profile), "mergedTntIds": self.store.merged_tnt_ids(client, profile.tnt_id)}
 
     def delete(self, client: str, namespace: str, visitor_id: str) -> dict:
         """Delete the profile, its links, and the failed batch rows that carried its ids."""

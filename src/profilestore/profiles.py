@@ -167,6 +167,20 @@ def attributes_json(profile: Profile) -> dict:
     return {name: {"value": a.value, "modifiedAt": iso_ms(a.modified_ms)} for name, a in profile.attributes.items()}
 
 
+def profile_json(profile: Profile) -> dict:
+    """The whole profile with all its ids, which Target's fetch API does not show."""
+    return {
+        "client": profile.client,
+        "tntId": profile.tnt_id,
+        "thirdPartyId": profile.third_party_id,
+        "marketingCloudVisitorId": profile.mcvid,
+        "createdAt": iso_ms(profile.created_ms),
+        "modifiedAt": iso_ms(profile.modified_ms),
+        "lastActiveAt": iso_ms(profile.active_ms),
+        "attributes": attributes_json(profile),
+    }
+
+
 def target_json(profile: Profile, visitor_id: str) -> dict:
     return {
         "client": profile.client,

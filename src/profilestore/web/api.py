@@ -15,8 +15,8 @@ from ..config import Settings
 from ..errors import Rejected
 from ..ids import iso_ms
 from ..privacy import PrivacyService
-from ..profiles import attributes_json, live_profile
-from ..store.base import ID_KINDS, Batch, Profile, Store, Token
+from ..profiles import live_profile, profile_json
+from ..store.base import ID_KINDS, Batch, Store, Token
 from .bulk import status_url
 from .deps import admin, auth, batches, now, privacy, settings, store
 
@@ -120,19 +120,6 @@ def delete_attribute(
 ) -> dict:
     """Delete one attribute (Target has no way to): the profile without it."""
     return profile_json(service.delete_attribute(client, _id_kind(id_kind), visitor_id, name))
-
-
-def profile_json(profile: Profile) -> dict:
-    return {
-        "client": profile.client,
-        "tntId": profile.tnt_id,
-        "thirdPartyId": profile.third_party_id,
-        "marketingCloudVisitorId": profile.mcvid,
-        "createdAt": iso_ms(profile.created_ms),
-        "modifiedAt": iso_ms(profile.modified_ms),
-        "lastActiveAt": iso_ms(profile.active_ms),
-        "attributes": attributes_json(profile),
-    }
 
 
 # -- clients: authentication, quotas, tokens --------------------------------------------------
