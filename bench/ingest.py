@@ -48,7 +48,7 @@ def main() -> None:
     batch = standard_batch(args.rows).read_bytes()
 
     with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
-        service = Service(Path(tmp) / "data", args.store)
+        service = Service(Path(tmp), args.store)
         try:
             preload_seconds = 0.0
             for first in range(args.rows, args.rows + args.preload, args.rows):

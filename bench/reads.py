@@ -64,7 +64,7 @@ def main() -> None:
     batch = standard_batch().read_bytes()
 
     with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
-        service = Service(Path(tmp) / "data")
+        service = Service(Path(tmp))
         try:
             for first in range(0, args.profiles, 500_000):
                 service.apply(standard_batch(min(500_000, args.profiles - first), first).read_bytes())

@@ -6,40 +6,26 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from profilestore.testing import ServeProcess
 
 RESULTS = Path(__file__).parent / "results"
 CLIENT = "bench"
 
 
 class Service:
-    """`profilestore serve` with its default settings, on a store of its own."""
+    """`profilestore serve` with its default settings, on a store of its own in `folder`."""
 
-    def __init__(self, data_dir: Path, store: str | None = None, env: dict | None = None):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        if store:
-            command += ["--store", store]
-        self.process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    def __init__(self, folder: Path, store: str | None = None):
+        self.server = ServeProcess(folder / "data", folder, ["--store", store] if store else [])
+        self.server.start()
+        self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=600)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise SystemExit("profilestore serve did not start")
 
     def submit(self, body: bytes, version: int = 2) -> tuple[str, float]:
         """(batchId, when the first byte was sent), the batch sent as curl --data-binary does."""
@@ -68,13 +54,12 @@ class Service:
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the service: `serve` and its worker process, each at its
         own peak (an upper bound of their peak together)."""
-        pid = self.process.pid
+        pid = self.server.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return sum(_peak_rss_kb(p) for p in [pid, *map(int, children)]) / 1024
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.server.stop()
 
 
 def _peak_rss_kb(pid: int) -> int:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
+
+from profilestore.testing import ServeProcess
 
 DEADLINE_SECONDS = 300  # a safety net for a hung worker, never a performance assertion
 
@@ -91,54 +87,6 @@ def seq_of(batch_id: str) -> int:
     return int(batch_id.rsplit("-", 1)[1])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServeProcess:
-    """A real `profilestore serve` process on a data folder."""
-
-    def __init__(self, data_dir: Path, env: dict | None = None, extra_args: list[str] = ()):
-        self.data_dir = data_dir
-        self.extra_args = list(extra_args)
-        self.env = {**os.environ, **(env or {})}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        command += self.extra_args
-        self.log = open(self.data_dir.parent / f"serve-{self.port}.log", "ab")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"profilestore serve did not start; see {self.log.name}")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.log.close()
-
-
-@contextmanager
-def serve_process(data_dir: Path, env: dict | None = None, extra_args: list[str] = ()):
-    server = ServeProcess(data_dir, env, extra_args)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def serve_process(data_dir: Path, env: dict | None = None, extra_args: list[str] = ()) -> ServeProcess:
+    """A real `profilestore serve` for a `with` block, logging beside its data folder."""
+    return ServeProcess(data_dir, data_dir.parent, extra_args, env)
