@@ -1,8 +1,11 @@
 """The `profilestore` command against a real service."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 
@@ -109,3 +112,42 @@ def test_serve_refuses_a_bad_ingestion_window(tmp_path):
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 1
     assert "PROFILESTORE_INGEST_WINDOWS: Bad ingestion window 'weekdays 9-5'" in run.stderr
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_worker_stops_cleanly_however_many_signals_arrive_at_once(tmp_path):
+    # Regression: signal handlers that set Events deadlocked when a second signal came in
+    # while the first was being handled, leaving a worker that never stopped.
+    worker = subprocess.Popen([sys.executable, "-m", "profilestore", "worker", "--data-dir", str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert "worker on store" in worker.stdout.readline()
+    for _ in range(200):
+        worker.send_signal(signal.SIGUSR1)
+    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGUSR1)
+    assert worker.wait(timeout=30) == 0
+
+
+def test_the_worker_of_serve_dies_with_it_and_is_replaced_if_it_dies_alone(tmp_path):
+    with serve_process(tmp_path / "data") as server:
+        http = httpx.Client(base_url=server.url)
+        (first,) = _children(server.process.pid)
+        os.kill(first, signal.SIGKILL)
+        assert _gone(first)
+        batch_id = accepted_id(submit(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n"))
+        assert wait_complete(http, batch_id)["successfulUpdates"] == 1, "a new worker applied it"
+        (second,) = _children(server.process.pid)
+        server.kill()
+        assert _gone(second), "no worker is left behind by a SIGKILL of serve"

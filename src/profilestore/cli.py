@@ -21,7 +21,7 @@ from .batches import BatchService
 from .config import Settings
 from .limits import parse_windows
 from .store import open_store
-from .worker import Worker, WorkerProcess
+from .worker import Worker, WorkerProcess, die_with
 
 console = Console()
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -70,6 +70,7 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
     # The worker gets a process of its own: in this one, its parsing would hold the GIL that the
     # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see README).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # see WorkerProcess
     child = WorkerProcess(settings.store_url) if settings.run_worker else None
     app = create_app(replace(settings, run_worker=False), wake=child.wake if child else None)
     try:
@@ -82,19 +83,27 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
 
 @main.command()
 @with_store_options
-def worker(store, data_dir) -> None:
+@click.option("--parent-pid", type=int, hidden=True, help="Stop when this process (serve) dies.")
+def worker(store, data_dir, parent_pid) -> None:
     """Apply accepted batches (for a service started with --no-worker)."""
+    # Signals are taken one at a time by the main thread (sigwait), never by a handler: a
+    # handler that sets an Event can be re-entered by the next signal while it holds the
+    # Event's lock, and deadlock. Blocked before any thread starts, so every thread inherits it.
+    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}  # SIGUSR1: `serve` accepted a batch
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # serve starts us with it ignored; blocked, it waits for sigwait
+    if parent_pid:
+        die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
     db = open_store(settings.store_url)
     runner = Worker(BatchService(db, settings), settings.worker_poll_seconds)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: runner.stop())
-    signal.signal(signal.SIGUSR1, lambda *_: runner.wake())  # `serve` says a batch was accepted
     console.print(f"worker on store {settings.store_url}")
     thread = threading.Thread(target=runner.run, name="worker")
     thread.start()
-    while thread.is_alive():
-        thread.join(0.5)  # the main thread stays free to take the signals
+    while signal.sigwait(signals) == signal.SIGUSR1:
+        runner.wake()
+    runner.stop()
+    thread.join()
     db.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -108,21 +109,20 @@ class Worker:
 
 
 class WorkerProcess:
-    """`profilestore worker` on the store, as a child process of `serve`."""
+    """`profilestore worker` on the store, as a child process of `serve`. The caller must ignore
+    SIGUSR1 (the wake-up signal) before the first start: the child inherits that, so a wake-up
+    that comes before the worker has set its handler cannot kill it."""
 
     def __init__(self, store_url: str):
-        self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url]
-        self.process = self._start()
-
-    def _start(self) -> subprocess.Popen:
-        linux = sys.platform.startswith("linux")
-        return subprocess.Popen(self.command, preexec_fn=_prepare_child if linux else None)
+        self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url,
+                        "--parent-pid", str(os.getpid())]  # fmt: skip
+        self.process = subprocess.Popen(self.command)
 
     def wake(self) -> None:
         """Tell the worker a batch was accepted; start a new one if it has died."""
         if self.process.poll() is not None:
             log.error("the worker process exited with %s; starting a new one", self.process.returncode)
-            self.process = self._start()
+            self.process = subprocess.Popen(self.command)
         self.process.send_signal(signal.SIGUSR1)
 
     def stop(self) -> None:
@@ -130,10 +130,12 @@ class WorkerProcess:
         self.process.wait(30)
 
 
-def _prepare_child() -> None:
-    """In the child before it runs the worker: die when the parent dies, even by SIGKILL, so a
-    restarted service never finds an old worker still going; and ignore the wake-up signal
-    until the worker has set its handler (its default action would kill it)."""
+def die_with(parent_pid: int) -> None:
+    """Have the kernel stop this process when its parent dies, even by SIGKILL, so a restarted
+    service never finds an old worker still going (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        raise SystemExit("profilestore worker: the serve process that started it is gone")
