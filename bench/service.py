@@ -22,7 +22,7 @@ class Service:
     """`profilestore serve` with its default settings, on a store of its own in `folder`."""
 
     def __init__(self, folder: Path, store: str | None = None):
-        self.server = ServeProcess(folder / "data", folder, ["--store", store] if store else [])
+        self.server = ServeProcess(store or f"sqlite:///{folder / 'data' / 'profilestore.db'}", folder)
         self.server.start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=600)

@@ -1,20 +1,77 @@
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 from fastapi.testclient import TestClient
 
 from profilestore.config import Settings
 from profilestore.web import create_app
 
+POSTGRESQL_URL = os.environ.get("PROFILESTORE_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> str:
+    """The PostgreSQL server the tests use; without one they skip, except under CI."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRESQL_URL, connect_timeout=5).close()
+    except psycopg.OperationalError as e:
+        reason = f"no PostgreSQL server at {POSTGRESQL_URL} (set PROFILESTORE_TEST_POSTGRESQL): {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return POSTGRESQL_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store_url(request, tmp_path):
+    """A factory of URLs of fresh, empty stores of the kind under test: SQLite files in the
+    test's folder, or schemas of their own in the PostgreSQL database, dropped afterwards."""
+    made: list[str] = []
+    if request.param == "sqlite":
+
+        def new_sqlite() -> str:
+            made.append(f"sqlite:///{tmp_path / f'data{len(made)}' / 'profilestore.db'}")
+            return made[-1]
+
+        yield new_sqlite
+        return
+
+    import psycopg
+
+    server = request.getfixturevalue("postgresql_server")
+
+    def new_schema() -> str:
+        made.append(f"test_{uuid.uuid4().hex[:12]}")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {made[-1]}")
+        return f"{server}?options=-csearch_path%3D{made[-1]}"
+
+    yield new_schema
+    with psycopg.connect(server, autocommit=True) as conn:
+        for schema in made:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
 
 @pytest.fixture
-def make_service(tmp_path):
-    """A factory: the service over a fresh SQLite store, with settings overridden as asked,
-    optionally a fake clock and sleep, called from `peer` (loopback unless told otherwise)."""
+def store_url(new_store_url) -> str:
+    """One fresh store of the kind under test."""
+    return new_store_url()
+
+
+@pytest.fixture
+def make_service(new_store_url):
+    """A factory: the service over a fresh store (or the one given as store=), with settings
+    overridden as asked, optionally a fake clock and sleep, called from `peer` (loopback
+    unless told otherwise)."""
     clients = []
 
     def make(clock=None, sleep=None, peer="127.0.0.1", **overrides) -> TestClient:
-        settings = Settings(**{"data_dir": tmp_path / f"data{len(clients)}", **overrides})
+        settings = Settings(**{"store": overrides.pop("store", None) or new_store_url(), **overrides})
         app = create_app(settings, **({"clock": clock} if clock else {}), sleep=sleep)
         client = TestClient(app, base_url="http://profiles.test", client=(peer, 50000))
         client.__enter__()

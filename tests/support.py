@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -87,6 +88,32 @@ def seq_of(batch_id: str) -> int:
     return int(batch_id.rsplit("-", 1)[1])
 
 
-def serve_process(data_dir: Path, env: dict | None = None, extra_args: list[str] = ()) -> ServeProcess:
-    """A real `profilestore serve` for a `with` block, logging beside its data folder."""
-    return ServeProcess(data_dir, data_dir.parent, extra_args, env)
+def serve_process(store_url: str, log_dir: Path, env: dict | None = None, extra_args: list[str] = ()) -> ServeProcess:
+    """A real `profilestore serve` on the store for a `with` block, logging into log_dir."""
+    return ServeProcess(store_url, log_dir, extra_args, env)
+
+
+def query(store_url: str, sql: str) -> list[tuple]:
+    """The rows of one SQL statement run straight on the store's database, for the few tests
+    that check what is on disk; the statement must read the same in SQLite and PostgreSQL."""
+    if store_url.startswith("sqlite:"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            return db.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as db:
+        cursor = db.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+def table_rows(store_url: str, table: str) -> int:
+    return query(store_url, f"SELECT count(*) FROM {table}")[0][0]
+
+
+def dump(store_url: str) -> str:
+    """Every row of every table of the store, as text."""
+    tables = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'" if store_url.startswith("sqlite:")
+        else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    )  # fmt: skip
+    return "\n".join(str(query(store_url, f"SELECT * FROM {table}")) for (table,) in query(store_url, tables))

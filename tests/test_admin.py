@@ -58,9 +58,9 @@ def test_batch_list_newest_first_per_client_and_paged(http):
     assert [b["batchId"] for b in page] == [ids[1], ids[0]]
 
 
-def test_no_secret_is_logged(tmp_path):
+def test_no_secret_is_logged(store_url, tmp_path):
     env = {"PROFILESTORE_ADMIN_KEY": "admin-key-that-must-not-leak"}
-    with serve_process(tmp_path / "data", env) as server:
+    with serve_process(store_url, tmp_path, env) as server:
         admin = {"Authorization": "Bearer admin-key-that-must-not-leak"}
         http = httpx.Client(base_url=server.url, headers=admin)
         secret = http.post("/api/clients/demo/tokens", json={}).json()["token"]

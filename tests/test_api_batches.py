@@ -1,8 +1,7 @@
 """What /api shows beyond Target: the batch record, failed rows, and the failed rows as a file."""
 
-import sqlite3
 
-from support import accepted_id, apply, attributes, submit, wait_complete
+from support import accepted_id, apply, attributes, query, submit, wait_complete
 
 BATCH = "batch=thirdPartyId,city,zip\nc1,Oslo,0150\n,Rome\nc3,a%zz\nc4,Bergen,5003,extra\nc5,Paris,75001\n"
 
@@ -78,12 +77,11 @@ def test_unknown_profile_record_is_404(http):
     assert http.get("/api/profiles/email/x", params={"client": "demo"}).status_code == 404
 
 
-def test_a_batch_whose_bytes_are_lost_is_stuck_with_the_reason(make_service, tmp_path):
-    http = make_service(data_dir=tmp_path / "shared", run_worker=False)
+def test_a_batch_whose_bytes_are_lost_is_stuck_with_the_reason(make_service, store_url):
+    http = make_service(store=store_url, run_worker=False)
     batch_id = accepted_id(submit(http, "batch=pcId,city\np1,Oslo\n"))
-    with sqlite3.connect(tmp_path / "shared" / "profilestore.db") as db:
-        db.execute("DELETE FROM batch_payloads")
-    make_service(data_dir=tmp_path / "shared")  # a worker comes along
+    query(store_url, "DELETE FROM batch_payloads")
+    make_service(store=store_url)  # a worker comes along
     record = wait_complete(http, batch_id)
     assert (record["status"], record["state"]) == ("stuck", "stuck")
     assert record["stuckReason"] == "the batch's bytes are missing from the store"

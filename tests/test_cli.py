@@ -17,10 +17,10 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "profilestore", *args], env=env, capture_output=True, text=True)
 
 
-def test_upload_wait_status_and_profile_get(tmp_path):
+def test_upload_wait_status_and_profile_get(store_url, tmp_path):
     batch = tmp_path / "batch.txt"
     batch.write_text("batch=thirdPartyId,city\ncrm-1,Oslo\n,Rome\n")
-    with serve_process(tmp_path / "data") as server:
+    with serve_process(store_url, tmp_path) as server:
         uploaded = cli("upload", str(batch), "--client", "demo", "--wait", url=server.url)
         assert uploaded.returncode == 0, uploaded.stderr
         batch_id = uploaded.stdout.split("accepted batch ")[1].split()[0]
@@ -35,36 +35,35 @@ def test_upload_wait_status_and_profile_get(tmp_path):
         assert fetched.returncode == 0 and '"value": "Oslo"' in fetched.stdout
 
 
-def test_upload_v1_counts_unknown_profiles(tmp_path):
+def test_upload_v1_counts_unknown_profiles(store_url, tmp_path):
     batch = tmp_path / "batch.txt"
     batch.write_text("batch=thirdPartyId,city\nnobody,Oslo\n")
-    with serve_process(tmp_path / "data") as server:
+    with serve_process(store_url, tmp_path) as server:
         uploaded = cli("upload", str(batch), "--client", "demo", "--v1", "--wait", url=server.url)
         assert "1 profiles not found" in uploaded.stdout
 
 
-def test_upload_of_a_bad_file_shows_the_reason(tmp_path):
+def test_upload_of_a_bad_file_shows_the_reason(store_url, tmp_path):
     batch = tmp_path / "batch.txt"
     batch.write_text("pcId,city\n1,Oslo\n")
-    with serve_process(tmp_path / "data") as server:
+    with serve_process(store_url, tmp_path) as server:
         uploaded = cli("upload", str(batch), "--client", "demo", url=server.url)
         assert uploaded.returncode == 1
         assert "400: The batch must start with 'batch='" in uploaded.stderr
 
 
-def test_status_of_an_unknown_batch(tmp_path):
-    with serve_process(tmp_path / "data") as server:
+def test_status_of_an_unknown_batch(store_url, tmp_path):
+    with serve_process(store_url, tmp_path) as server:
         shown = cli("status", "demo-1700000000000-9", url=server.url)
         assert shown.returncode == 1 and "404: No batch found" in shown.stderr
 
 
-def test_a_separate_worker_process_applies_batches(tmp_path):
-    data_dir = tmp_path / "data"
-    with serve_process(data_dir, extra_args=["--no-worker"]) as server:
+def test_a_separate_worker_process_applies_batches(store_url, tmp_path):
+    with serve_process(store_url, tmp_path, extra_args=["--no-worker"]) as server:
         http = httpx.Client(base_url=server.url)
         batch_id = accepted_id(submit(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n"))
         assert http.get(f"/api/batches/{batch_id}").json()["state"] == "queued"
-        worker = subprocess.Popen([sys.executable, "-m", "profilestore", "worker", "--data-dir", str(data_dir)])
+        worker = subprocess.Popen([sys.executable, "-m", "profilestore", "worker", "--store", store_url])
         try:
             assert wait_complete(http, batch_id)["successfulUpdates"] == 1
             assert attributes(http, "crm-1") == {"city": "Oslo"}
@@ -79,10 +78,10 @@ def test_unreachable_service_is_a_clear_error(tmp_path):
     assert "Cannot reach profilestore at http://127.0.0.1:9" in shown.stderr
 
 
-def test_tokens_and_auth_from_the_command_line(tmp_path):
+def test_tokens_and_auth_from_the_command_line(store_url, tmp_path):
     batch = tmp_path / "batch.txt"
     batch.write_text("batch=thirdPartyId,city\ncrm-1,Oslo\n")
-    with serve_process(tmp_path / "data", {"PROFILESTORE_ADMIN_KEY": "adm"}) as server:
+    with serve_process(store_url, tmp_path, {"PROFILESTORE_ADMIN_KEY": "adm"}) as server:
         created = cli("token", "create", "demo", "--days", "30", "--admin-key", "adm", url=server.url)
         assert created.returncode == 0, created.stderr
         secret = created.stdout.strip().splitlines()[-1]
@@ -127,10 +126,10 @@ def _gone(pid: int, seconds: float = 30) -> bool:
     return False
 
 
-def test_a_worker_stops_cleanly_however_many_signals_arrive_at_once(tmp_path):
+def test_a_worker_stops_cleanly_however_many_signals_arrive_at_once(store_url):
     # Regression: signal handlers that set Events deadlocked when a second signal came in
     # while the first was being handled, leaving a worker that never stopped.
-    worker = subprocess.Popen([sys.executable, "-m", "profilestore", "worker", "--data-dir", str(tmp_path)],
+    worker = subprocess.Popen([sys.executable, "-m", "profilestore", "worker", "--store", store_url],
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert "worker on store" in worker.stdout.readline()
     for _ in range(200):
@@ -140,8 +139,8 @@ def test_a_worker_stops_cleanly_however_many_signals_arrive_at_once(tmp_path):
     assert worker.wait(timeout=30) == 0
 
 
-def test_the_worker_of_serve_dies_with_it_and_is_replaced_if_it_dies_alone(tmp_path):
-    with serve_process(tmp_path / "data") as server:
+def test_the_worker_of_serve_dies_with_it_and_is_replaced_if_it_dies_alone(store_url, tmp_path):
+    with serve_process(store_url, tmp_path) as server:
         http = httpx.Client(base_url=server.url)
         (first,) = _children(server.process.pid)
         os.kill(first, signal.SIGKILL)

@@ -1,11 +1,9 @@
 """A real `profilestore serve` killed with SIGKILL at any moment loses no accepted row and
 applies none twice."""
 
-import sqlite3
-
 import httpx
 
-from support import accepted_id, attributes, serve_process, submit, wait_complete
+from support import accepted_id, attributes, query, serve_process, submit, table_rows, wait_complete
 
 ROWS = 300_000
 FAIL_EVERY = 997  # these rows have an empty id and must fail exactly once
@@ -16,16 +14,13 @@ def big_batch(value: str, size: int = ROWS) -> str:
     return "batch=thirdPartyId,pass,n\n" + "\n".join(rows) + "\n"
 
 
-def consumed_on_disk(data_dir, batch_id: str) -> int:
-    seq = int(batch_id.rsplit("-", 1)[1])
-    with sqlite3.connect(data_dir / "profilestore.db") as db:
-        return db.execute("SELECT consumed FROM batches WHERE seq = ?", (seq,)).fetchone()[0]
+def consumed_on_disk(store_url: str, batch_id: str) -> int:
+    return query(store_url, f"SELECT consumed FROM batches WHERE seq = {int(batch_id.rsplit('-', 1)[1])}")[0][0]
 
 
-def test_kill_during_a_batch_then_restart_finishes_every_batch_exactly(tmp_path):
-    data_dir = tmp_path / "data"
+def test_kill_during_a_batch_then_restart_finishes_every_batch_exactly(store_url, tmp_path):
     env = {"PROFILESTORE_CHUNK_ROWS": "2000"}
-    with serve_process(data_dir, env) as server:
+    with serve_process(store_url, tmp_path, env) as server:
         http = httpx.Client(base_url=server.url, timeout=60)
         first = accepted_id(submit(http, big_batch("first")))
         while http.get(f"/api/batches/{first}").json()["consumedCount"] == 0:
@@ -33,7 +28,7 @@ def test_kill_during_a_batch_then_restart_finishes_every_batch_exactly(tmp_path)
         # acknowledged, then killed at once: an answer means the batch is on disk
         second = accepted_id(submit(http, "batch=thirdPartyId,pass\nc1,second\nc2,second\n"))
         server.kill()
-        assert 0 < consumed_on_disk(data_dir, first) < ROWS, "the kill must land in the middle of the batch"
+        assert 0 < consumed_on_disk(store_url, first) < ROWS, "the kill must land in the middle of the batch"
 
         server.start()
         first_record, second_record = wait_complete(http, first), wait_complete(http, second)
@@ -42,17 +37,16 @@ def test_kill_during_a_batch_then_restart_finishes_every_batch_exactly(tmp_path)
     assert first_record["consumedCount"] == ROWS
     assert (first_record["successfulUpdates"], first_record["failedUpdates"]) == (ROWS - failing, failing)
     assert second_record["successfulUpdates"] == 2
-    with sqlite3.connect(data_dir / "profilestore.db") as db:
-        assert db.execute("SELECT count(*) FROM profiles").fetchone()[0] == ROWS - failing
-        assert db.execute("SELECT count(*) FROM failed_rows").fetchone()[0] == failing
-    with serve_process(data_dir) as server:
+    assert table_rows(store_url, "profiles") == ROWS - failing
+    assert table_rows(store_url, "failed_rows") == failing
+    with serve_process(store_url, tmp_path) as server:
         http = httpx.Client(base_url=server.url)
         assert attributes(http, "c1") == {"pass": "second", "n": "1"}
         assert attributes(http, f"c{ROWS - 1}") == {"pass": "first", "n": str(ROWS - 1)}
 
 
-def test_reads_are_answered_while_a_large_batch_is_applied(tmp_path):
-    with serve_process(tmp_path / "data") as server:
+def test_reads_are_answered_while_a_large_batch_is_applied(store_url, tmp_path):
+    with serve_process(store_url, tmp_path) as server:
         http = httpx.Client(base_url=server.url, timeout=60)
         wait_complete(http, accepted_id(submit(http, "batch=thirdPartyId,city\nreader,Oslo\n")))
         batch_id = accepted_id(submit(http, big_batch("x", size=100_000)))

@@ -1,15 +1,13 @@
 """Profiles expire after a time without activity; expired ones are not served and get purged."""
 
-import sqlite3
 import time
 
-from support import DEADLINE_SECONDS, FakeClock, apply, attributes, deliver
+from support import DEADLINE_SECONDS, FakeClock, apply, attributes, deliver, table_rows
 
 
-def profile_rows(tmp_path) -> int:
-    """Rows of profiles and of merged-away tntIds in the store."""
-    with sqlite3.connect(tmp_path / "data0" / "profilestore.db") as db:
-        return sum(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("profiles", "merged_ids"))
+def profile_rows(http) -> int:
+    """Rows of profiles and of merged-away tntIds in the service's store."""
+    return sum(table_rows(http.app.state.settings.store_url, table) for table in ("profiles", "merged_ids"))
 
 
 def test_a_profile_expires_after_14_days_without_activity(make_service):
@@ -45,18 +43,18 @@ def test_writes_treat_an_expired_profile_as_gone(make_service):
     assert attributes(http, "c1") == {"city": "Rome"}, "a new profile, without the expired one's attributes"
 
 
-def test_the_worker_purges_expired_profiles_and_their_links(make_service, tmp_path):
+def test_the_worker_purges_expired_profiles_and_their_links(make_service):
     clock = FakeClock()
     http = make_service(clock=clock)
     apply(http, "batch=thirdPartyId,city\nc1,Oslo\nc2,Rome\n")
     anonymous = deliver(http, {"execute": {"pageLoad": {"profileParameters": {"a": "1"}}}}).json()["id"]["tntId"]
     deliver(http, {"id": {"tntId": anonymous, "thirdPartyId": "c1"}})
-    assert profile_rows(tmp_path) == 3  # two profiles and one merged-away tntId
+    assert profile_rows(http) == 3  # two profiles and one merged-away tntId
     clock.advance(days=15)
     deadline = time.monotonic() + DEADLINE_SECONDS  # the idle worker purges by itself
-    while profile_rows(tmp_path) and time.monotonic() < deadline:
+    while profile_rows(http) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert profile_rows(tmp_path) == 0
+    assert profile_rows(http) == 0
 
 
 def test_lifetime_zero_means_never(make_service):

@@ -30,8 +30,8 @@ def sdk() -> Path:
     return NODE_DIR / "get_offers.js"
 
 
-def test_get_offers_with_profile_parameters_and_a_third_party_id(sdk, tmp_path):
-    with serve_process(tmp_path / "data", env={"PROFILESTORE_CLIENT_ORGS": f"demo={ORG}"}) as server:
+def test_get_offers_with_profile_parameters_and_a_third_party_id(sdk, store_url, tmp_path):
+    with serve_process(store_url, tmp_path, env={"PROFILESTORE_CLIENT_ORGS": f"demo={ORG}"}) as server:
         domain = server.url.removeprefix("http://")
         run = subprocess.run(["node", str(sdk), domain, ORG, "demo", "crm-42"], capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ def test_consecutive_batches_for_the_same_ids_both_take_effect(make_service):
     http = make_service(run_worker=False)
     first = accepted_id(submit(http, "batch=thirdPartyId,a,b\nc1,1,1\nc2,1,1\n"))
     second = accepted_id(submit(http, "batch=thirdPartyId,b,c\nc1,2,2\nc2,,2\n"))
-    worker = make_service(data_dir=http.app.state.settings.data_dir)
+    worker = make_service(store=http.app.state.settings.store_url)
     wait_complete(worker, first), wait_complete(worker, second)
     assert attributes(http, "c1") == {"a": "1", "b": "2", "c": "2"}
     assert attributes(http, "c2") == {"a": "1", "b": "1", "c": "2"}
@@ -22,7 +22,7 @@ def test_consecutive_batches_for_the_same_ids_both_take_effect(make_service):
 def test_batches_apply_in_the_order_they_were_accepted(make_service):
     http = make_service(run_worker=False, chunk_rows=7)
     ids = [accepted_id(submit(http, "batch=pcId,n\n" + f"p,{i}\n" * 20)) for i in range(30)]
-    worker = make_service(data_dir=http.app.state.settings.data_dir, chunk_rows=7)
+    worker = make_service(store=http.app.state.settings.store_url, chunk_rows=7)
     for batch_id in ids:
         wait_complete(worker, batch_id)
     assert attributes(http, "p", by="tntId") == {"n": "29"}

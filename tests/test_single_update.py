@@ -100,12 +100,12 @@ def test_form_body_of_another_type_is_415(known):
     refused(response, 415, "application/x-www-form-urlencoded")
 
 
-def test_a_single_update_is_not_overwritten_by_a_batch_accepted_before_it(make_service, tmp_path):
-    http = make_service(data_dir=tmp_path / "d", run_worker=False)
+def test_a_single_update_is_not_overwritten_by_a_batch_accepted_before_it(make_service, store_url):
+    http = make_service(store=store_url, run_worker=False)
     deliver(http, {"id": {"thirdPartyId": "c1"}, "execute": {"pageLoad": {"profileParameters": {"city": "Oslo"}}}})
     queued = accepted_id(submit(http, "batch=thirdPartyId,city,tier\nc1,Rome,silver\n"))
     http.get(f"{URL}?mbox3rdPartyId=c1&profile.city=Paris")
-    worker = make_service(data_dir=tmp_path / "d")
+    worker = make_service(store=store_url)
     wait_complete(worker, queued)
     assert attributes(http, "c1") == {"city": "Paris", "tier": "silver"}
 

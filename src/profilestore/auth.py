@@ -93,7 +93,7 @@ class AuthService:
             tx.save_token(token)
             return token
 
-        return self.store.write(create), secret
+        return self.store.write(client, create), secret
 
     def revoke(self, client: str, token_id: str) -> Token:
         now = self.clock()
@@ -106,12 +106,12 @@ class AuthService:
             tx.save_token(revoked)
             return revoked
 
-        return self.store.write(revoke)
+        return self.store.write(client, revoke)
 
     def configure(self, client: str, **changes) -> ClientConfig:
         """Change some of a client's settings (auth_required, daily_rows, calls_per_minute)."""
         check_client(client)
         config = replace(self.store.client_config(client) or ClientConfig(client), **changes)
-        self.store.write(lambda tx: tx.save_client(config))
+        self.store.write(client, lambda tx: tx.save_client(config))
         self._configs.pop(client, None)
         return config

@@ -65,7 +65,7 @@ class BatchService:
                 check_daily_rows(client, tx.rows_accepted_since(client, utc_day_start(now)), size, daily_rows, now)
             return tx.insert_batch(batch, payload)
 
-        batch.seq = self.store.write(accept)
+        batch.seq = self.store.write(client, accept)
         return batch
 
     # -- finding -------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class BatchService:
             return updated
 
         # The chunk can be redone from the batch's durable bytes: its commit need not wait for the disk.
-        return self.store.write(apply, durable=False)
+        return self.store.write(batch.client, apply, durable=False)
 
     def record_failed_attempt(self, batch: Batch, reason: str, give_up: bool = False) -> Batch:
         """Count a failed attempt at the batch's next chunk; after MAX_ATTEMPTS, it is stuck."""
@@ -140,7 +140,7 @@ class BatchService:
             tx.update_batch(updated)
             return updated
 
-        return self.store.write(record)
+        return self.store.write(batch.client, record)
 
 
 def apply_rows(

@@ -42,7 +42,7 @@ class PrivacyService:
             tx.delete_profile(client, profile.tnt_id)
             return tx.delete_failed_rows(client, ids)
 
-        return {"deleted": {"client": client, "ids": ids}, "failedRowsRemoved": self.store.write(delete)}
+        return {"deleted": {"client": client, "ids": ids}, "failedRowsRemoved": self.store.write(client, delete)}
 
     def delete_attribute(self, client: str, kind: str, visitor_id: str, name: str) -> Profile:
         now = self.clock()
@@ -57,4 +57,4 @@ class PrivacyService:
             tx.save_profiles([profile])
             return profile
 
-        return self.store.write(delete)
+        return self.store.write(client, delete)

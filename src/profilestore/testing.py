@@ -21,11 +21,11 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    """`profilestore serve` on a data folder and a free port; its output goes to
-    serve-PORT.log in log_dir."""
+    """`profilestore serve` on a store and a free port; its output goes to serve-PORT.log in
+    log_dir."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, args: Sequence[str] = (), env: dict | None = None):
-        self.data_dir = data_dir
+    def __init__(self, store_url: str, log_dir: Path, args: Sequence[str] = (), env: dict | None = None):
+        self.store_url = store_url
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
@@ -35,7 +35,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 60) -> None:
         """Start it (again, after a kill) and return once it answers /api/health."""
-        command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--store", self.store_url]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen([*command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -38,7 +38,7 @@ class UpdateService:
             tx.save_profiles([profile])
             return profile
 
-        return self.store.write(update)
+        return self.store.write(client, update)
 
     def update_visitor(self, client: str, ids: VisitorIds, values: dict[str, str]) -> Profile:
         """The in-page write: link the request's ids into one profile, then set the attributes."""
@@ -55,7 +55,7 @@ class UpdateService:
             tx.save_profiles([profile])
             return profile
 
-        return self.store.write(update)
+        return self.store.write(client, update)
 
     def check_names(self, values: dict[str, str], prefix: str) -> None:
         limit = self.settings.max_attribute_name

@@ -1,9 +1,10 @@
-"""The worker: applies accepted batches one at a time, earliest accepted first, chunk by chunk.
+"""The worker: applies accepted batches one at a time, chunk by chunk.
 
-Taking the earliest unfinished batch keeps every client's batches in acceptance order. Each
-chunk is one transaction that checks and advances the batch's cursor, so a worker killed at any
-moment resumes exactly where the last commit left off, and two workers on one store never apply
-the same chunk twice (the second finds the cursor moved and skips ahead).
+A worker takes a batch only when every batch its client sent before is finished (the store's
+claim_next_batch), which keeps each client's batches in acceptance order. Each chunk is one
+transaction that checks and advances the batch's cursor, so a worker killed at any moment
+resumes exactly where the last commit left off, and two workers on one store never apply the
+same chunk twice (the second finds the cursor moved and skips ahead).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Worker:
         self._last_purge = now
         purged = 0
         while True:
-            deleted = self.batches.store.write(lambda tx: tx.purge_inactive(now - lifetime, PURGE_CHUNK))
+            deleted = self.batches.store.write(None, lambda tx: tx.purge_inactive(now - lifetime, PURGE_CHUNK))
             purged += deleted
             if deleted < PURGE_CHUNK:
                 break
@@ -71,19 +72,22 @@ class Worker:
 
     def apply_next(self) -> bool:
         """Apply the next batch until it is finished or the worker stops; False if none waits."""
-        store = self.batches.store
-        batch = store.next_batch_to_apply()
-        if batch is None:
-            return False
-        payload = store.batch_payload(batch.seq)
+        with self.batches.store.claim_next_batch() as batch:
+            if batch is None:
+                return False
+            self._apply(batch)
+        return True
+
+    def _apply(self, batch) -> None:
+        payload = self.batches.store.batch_payload(batch.seq)
         if payload is None:
             self.batches.record_failed_attempt(batch, "the batch's bytes are missing from the store", give_up=True)
-            return True
+            return
         try:
             header = parse_header(payload)
         except Rejected as e:
             self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
-            return True
+            return
         while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
             try:
                 batch = self._apply_chunk(batch, header, payload)
@@ -93,7 +97,6 @@ class Worker:
                 self._stop.wait(1.0)
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
-        return True
 
     def _apply_chunk(self, batch, header, payload):
         """One chunk; inside an ingestion window a smaller one, then a pause to hold the rate."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, ContextManager, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -166,9 +166,10 @@ class Store(ABC):
     """A profile store. Reads never wait for writes; writes run one at a time."""
 
     @abstractmethod
-    def write(self, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
         """Run fn in one write transaction and return its result; an exception rolls it back.
-        durable=False lets the commit skip waiting for the disk: only for work that can be redone
+        The writes of one client (the one whose data fn changes) run one at a time; None for a
+        transaction that may touch any client's. durable=False lets the commit skip waiting for the disk: only for work that can be redone
         from durable state (a batch chunk, whose cursor commits with it), since a power cut may
         undo it; a crash of the process still cannot."""
 
@@ -205,8 +206,12 @@ class Store(ABC):
         """A batch by seq, or None."""
 
     @abstractmethod
-    def next_batch_to_apply(self) -> Batch | None:
-        """The earliest-accepted batch that is neither complete nor stuck."""
+    def claim_next_batch(self) -> ContextManager[Batch | None]:
+        """For a worker's `with` block: the next batch to apply, or None. That is the earliest
+        accepted batch that is neither complete nor stuck, of a client with no such batch
+        accepted before it, and that no other worker holds; the worker holds it until the
+        block ends. A store that cannot tell which batches other workers hold may hand out a
+        held one: WriteTx's cursor check (see BatchService.apply_chunk) keeps that safe."""
 
     @abstractmethod
     def batch_payload(self, seq: int) -> bytes | None:

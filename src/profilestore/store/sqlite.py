@@ -14,9 +14,10 @@ import queue
 import sqlite3
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import astuple, fields
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -272,11 +273,12 @@ class SQLiteStore(Store):
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
-        self.write(lambda tx: None)  # the schema exists before any reader connects
+        self.write(None, lambda tx: None)  # the schema exists before any reader connects
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+        # One writer thread: every write, of any client, runs one at a time.
         if self._closed:
             raise RuntimeError("store is closed")
         future: Future = Future()
@@ -359,8 +361,11 @@ class SQLiteStore(Store):
     def batch(self, seq: int) -> Batch | None:
         return _batch(self._reader().execute(SELECT_BATCH, (seq,)).fetchone())
 
-    def next_batch_to_apply(self) -> Batch | None:
-        return _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
+    @contextmanager
+    def claim_next_batch(self) -> Iterator[Batch | None]:
+        # The earliest unfinished batch of all: no earlier batch of its client can be unfinished.
+        # Nothing marks it held, so workers in other processes may take it too.
+        yield _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
 
     def batch_payload(self, seq: int) -> bytes | None:
         row = self._reader().execute(SELECT_PAYLOAD, (seq,)).fetchone()

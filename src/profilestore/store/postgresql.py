@@ -1,0 +1,376 @@
+"""The PostgreSQL store: several `serve` and `worker` processes, on any machines, on one database.
+
+Writes: every write transaction first takes its client's advisory lock, so the writes of one
+client run one at a time, as the rules above the store expect (a profile is read, changed and
+saved whole; a batch's cursor is checked and advanced), while other clients' writes go on in
+parallel. A transaction for no one client (the purge) locks each client it touches, in order.
+
+Bulk chunks reach the profiles table with one COPY into a temporary staging table and one
+INSERT … SELECT … ON CONFLICT, not statement by statement.
+
+Workers: a worker holds the batch it applies with a session advisory lock on a connection of
+its own, and other workers pass that batch by. If the worker dies, even by kill -9, PostgreSQL
+ends its session, which drops the lock and rolls back its unfinished chunk; the next worker
+resumes from the cursor of the last committed chunk.
+
+The schema is versioned: migrations/NNNN_name.sql, applied in order under an advisory lock, so
+processes starting at once apply each exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import astuple, fields
+from importlib import resources
+from typing import Callable, Iterable, Iterator
+
+import orjson
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+
+from .base import COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
+
+POOL_SIZE = 10
+HOUR_MS = 3_600_000
+
+BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]
+BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
+_BATCH_VALUES = ", ".join(["%s"] * len(BATCH_FIELDS))
+INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({_BATCH_VALUES}) RETURNING seq"
+UPDATE_BATCH = f"UPDATE batches SET ({BATCH_COLUMNS}) = ({_BATCH_VALUES}) WHERE seq = %s"
+SELECT_BATCH = "SELECT * FROM batches WHERE seq = %s"
+SELECT_BATCHES = """SELECT * FROM batches WHERE (%(client)s::text IS NULL OR client = %(client)s) AND seq < %(before)s
+    ORDER BY seq DESC LIMIT %(limit)s"""
+# Batches a worker may start on: unfinished, and none of their client's before them unfinished.
+SELECT_STARTABLE = f"""SELECT seq FROM batches b WHERE state NOT IN ('{COMPLETE}', '{STUCK}')
+    AND NOT EXISTS (SELECT FROM batches e WHERE e.client = b.client AND e.seq < b.seq
+                    AND e.state NOT IN ('{COMPLETE}', '{STUCK}'))
+    ORDER BY seq LIMIT 100"""
+SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = %s AND accepted_ms >= %s"
+SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
+INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (%s, %s)"
+SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = %s"
+DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = %s"
+COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw) FROM STDIN"
+SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = %s ORDER BY line LIMIT %s OFFSET %s"
+DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = %s)
+    AND id = ANY(%s)"""
+
+PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
+_P_COLUMNS = ", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", "))
+# Each takes (client, array of ids) and returns (id asked for, profile columns...).
+_ASKED = f"SELECT asked, {_P_COLUMNS} FROM unnest(%(ids)s::text[]) AS asked JOIN profiles p ON p.client = %(client)s"
+SELECT_PROFILES_BY = {
+    "tntId": f"""{_ASKED} AND p.tnt_id = coalesce(
+        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked)""",
+    "thirdPartyId": f"{_ASKED} AND p.third_party_id = asked",
+    "marketingCloudVisitorId": f"{_ASKED} AND p.mcvid = asked",
+}
+SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
+# The staging table lives as long as its connection and is emptied by every commit.
+CREATE_STAGING = """CREATE TEMPORARY TABLE IF NOT EXISTS profiles_staging
+    (LIKE profiles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
+COPY_STAGING = f"COPY profiles_staging ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
+MERGE_STAGING = f"""
+INSERT INTO profiles ({PROFILE_COLUMNS}, active_hour) SELECT {PROFILE_COLUMNS}, active_hour FROM profiles_staging
+ON CONFLICT (client, tnt_id) DO UPDATE SET
+    created_ms = excluded.created_ms,
+    modified_ms = excluded.modified_ms,
+    third_party_id = excluded.third_party_id,
+    mcvid = excluded.mcvid,
+    attributes = excluded.attributes,
+    active_ms = excluded.active_ms,
+    active_hour = excluded.active_hour
+"""
+DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
+REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
+INSERT_MERGED_ID = """INSERT INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (%s, %s, %s)
+    ON CONFLICT (client, tnt_id) DO UPDATE SET into_tnt_id = excluded.into_tnt_id"""
+DELETE_MERGED_INTO = "DELETE FROM merged_ids WHERE client = %s AND into_tnt_id = ANY(%s)"
+SELECT_MERGED_INTO = "SELECT tnt_id FROM merged_ids WHERE client = %s AND into_tnt_id = %s ORDER BY tnt_id"
+SELECT_INACTIVE = """SELECT client, tnt_id FROM profiles WHERE active_hour <= %(hour)s AND active_ms < %(before)s
+    LIMIT %(limit)s"""
+DELETE_INACTIVE = """DELETE FROM profiles WHERE client = %s AND tnt_id = ANY(%s) AND active_ms < %s
+    RETURNING tnt_id"""
+SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM clients WHERE client = %s"
+UPSERT_CLIENT = """INSERT INTO clients (client, auth_required, daily_rows, calls_per_minute) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (client) DO UPDATE SET auth_required = excluded.auth_required, daily_rows = excluded.daily_rows,
+    calls_per_minute = excluded.calls_per_minute"""
+TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
+SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = %s"
+SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = %s ORDER BY created_order"
+UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
+    ON CONFLICT (id) DO UPDATE SET expires_ms = excluded.expires_ms, revoked_ms = excluded.revoked_ms"""
+
+# Advisory lock keys are (namespace, key) pairs; the namespaces include the schema, so stores in
+# different schemas of one database (the test suite's) never block each other.
+LOCK_NAMESPACES = "SELECT hashtext('profilestore clients ' || s), hashtext('profilestore batches ' || s) FROM current_schema() s"
+LOCK_CLIENT = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+TRY_HOLD_BATCH = "SELECT pg_try_advisory_lock(%s, %s)"
+RELEASE_BATCH = "SELECT pg_advisory_unlock(%s, %s)"
+
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS profilestore_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
+LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(hashtext('profilestore migrations ' || current_schema()))"
+SELECT_APPLIED = "SELECT version FROM profilestore_migrations"
+INSERT_APPLIED = "INSERT INTO profilestore_migrations (version, name) VALUES (%s, %s)"
+MIGRATION_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, SQL) of every migration, in order."""
+    found = []
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        match = MIGRATION_FILE.fullmatch(entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(found)
+
+
+def migrate(url: str) -> list[str]:
+    """Apply the migrations the database lacks, each in its own transaction; their names."""
+    applied = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT current_schema()").fetchone()[0] is None:
+            raise SchemaOutOfDate("no schema of the search_path exists in the database; create it first")
+        for version, name, sql in migrations():
+            with conn.transaction():
+                conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
+                conn.execute(MIGRATIONS_TABLE)
+                if version in {row[0] for row in conn.execute(SELECT_APPLIED)}:
+                    continue
+                conn.execute(sql)
+                conn.execute(INSERT_APPLIED, (version, name))
+                applied.append(f"{version:04d}_{name}")
+    return applied
+
+
+def _pending(conn: psycopg.Connection) -> list[int]:
+    exists = conn.execute("SELECT to_regclass('profilestore_migrations') IS NOT NULL").fetchone()[0]
+    done = {row[0] for row in conn.execute(SELECT_APPLIED)} if exists else set()
+    return [version for version, _, _ in migrations() if version not in done]
+
+
+def _profile(columns) -> Profile:
+    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms = columns
+    return Profile(
+        client, tnt_id, created_ms, modified_ms, third_party_id, mcvid,
+        {name: Attribute(*stored) for name, stored in attributes.items()}, active_ms,
+    )  # fmt: skip
+
+
+def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
+    found: dict[str, Profile] = {}
+    by_tnt_id: dict[str, Profile] = {}
+    for asked, *columns in conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": list(ids)}):
+        tnt_id = columns[1]
+        if tnt_id not in by_tnt_id:
+            by_tnt_id[tnt_id] = _profile(columns)
+        found[asked] = by_tnt_id[tnt_id]
+    return found
+
+
+def _attributes_json(profile: Profile) -> str:
+    stored = {name: (a.value, a.modified_ms, a.order) for name, a in profile.attributes.items()}
+    return orjson.dumps(stored).decode()
+
+
+def _batch_values(batch: Batch) -> tuple:
+    return tuple(getattr(batch, name) for name in BATCH_FIELDS)
+
+
+class PostgresTx(WriteTx):
+    def __init__(self, conn: psycopg.Connection, client_namespace: int):
+        self._conn = conn
+        self._client_namespace = client_namespace
+
+    def lock_client(self, client: str) -> None:
+        self._conn.execute(LOCK_CLIENT, (self._client_namespace, client))
+
+    def insert_batch(self, batch: Batch, payload: bytes) -> int:
+        seq = self._conn.execute(INSERT_BATCH, _batch_values(batch)).fetchone()[0]
+        self._conn.execute(INSERT_PAYLOAD, (seq, payload))
+        return seq
+
+    def batch(self, seq: int) -> Batch | None:
+        return self._conn.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
+
+    def update_batch(self, batch: Batch) -> None:
+        self._conn.execute(UPDATE_BATCH, (*_batch_values(batch), batch.seq))
+
+    def drop_payload(self, seq: int) -> None:
+        self._conn.execute(DELETE_PAYLOAD, (seq,))
+
+    def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
+        with self._conn.cursor().copy(COPY_FAILED_ROWS) as copy:
+            for r in rows:
+                copy.write_row((seq, r.line, r.id, r.reason, r.raw))
+
+    def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
+        return _profiles_by(self._conn, client, id_kind, ids)
+
+    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+        cursor = self._conn.cursor()
+        cursor.execute(CREATE_STAGING)
+        with cursor.copy(COPY_STAGING) as copy:
+            for p in profiles:
+                copy.write_row((
+                    p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p),
+                    p.active_ms, p.active_ms // HOUR_MS,
+                ))  # fmt: skip
+        cursor.execute(MERGE_STAGING)
+
+    def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
+        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
+        self._conn.execute(REPOINT_MERGED_IDS, (into_tnt_id, client, tnt_id))
+        self._conn.execute(INSERT_MERGED_ID, (client, tnt_id, into_tnt_id))
+
+    def delete_profile(self, client: str, tnt_id: str) -> None:
+        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
+        self._conn.execute(DELETE_MERGED_INTO, (client, [tnt_id]))
+
+    def purge_inactive(self, active_before_ms: int, limit: int) -> int:
+        query = {"hour": active_before_ms // HOUR_MS, "before": active_before_ms, "limit": limit}
+        by_client: dict[str, list[str]] = {}
+        for client, tnt_id in self._conn.execute(SELECT_INACTIVE, query):
+            by_client.setdefault(client, []).append(tnt_id)
+        purged = 0
+        for client in sorted(by_client):  # one order for every purging worker: no deadlock
+            self.lock_client(client)
+            # Checked again under the lock: a write may have just made the profile active.
+            deleted = [row[0] for row in self._conn.execute(DELETE_INACTIVE, (client, by_client[client], active_before_ms))]
+            self._conn.execute(DELETE_MERGED_INTO, (client, deleted))
+            purged += len(deleted)
+        return purged
+
+    def delete_failed_rows(self, client: str, ids: Iterable[str]) -> int:
+        return self._conn.execute(DELETE_FAILED_ROWS_OF, (client, list(ids))).rowcount
+
+    def last_batch_seq(self) -> int:
+        return self._conn.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
+
+    def rows_accepted_since(self, client: str, since_ms: int) -> int:
+        return self._conn.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
+
+    def save_client(self, config: ClientConfig) -> None:
+        values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
+        self._conn.execute(UPSERT_CLIENT, values)
+
+    def save_token(self, token: Token) -> None:
+        self._conn.execute(UPSERT_TOKEN, astuple(token))
+
+    def tokens(self, client: str) -> list[Token]:
+        return [Token(*row) for row in self._conn.execute(SELECT_TOKENS, (client,))]
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, run_migrations: bool = True):
+        if run_migrations:
+            migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            pending = _pending(conn)
+            if pending:
+                raise SchemaOutOfDate(f"the database lacks migrations {pending}: run `profilestore migrate`")
+            self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, configure=_configure, open=True,
+            name="profilestore",
+        )  # fmt: skip
+        self._closed = False
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+        with self._pool.connection() as conn, conn.transaction():
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
+            tx = PostgresTx(conn, self._client_namespace)
+            if client is not None:
+                tx.lock_client(client)
+            return fn(tx)
+
+    # -- the worker's batch -------------------------------------------------------------------
+
+    @contextmanager
+    def claim_next_batch(self) -> Iterator[Batch | None]:
+        with self._pool.connection() as conn:
+            batch = self._hold_startable(conn)
+            try:
+                yield batch
+            finally:
+                if batch is not None:
+                    conn.execute(RELEASE_BATCH, (self._batch_namespace, batch.seq))
+
+    def _hold_startable(self, conn: psycopg.Connection) -> Batch | None:
+        for (seq,) in conn.execute(SELECT_STARTABLE).fetchall():
+            if not conn.execute(TRY_HOLD_BATCH, (self._batch_namespace, seq)).fetchone()[0]:
+                continue  # another worker has it
+            batch = conn.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
+            if batch.state not in (COMPLETE, STUCK):
+                return batch
+            conn.execute(RELEASE_BATCH, (self._batch_namespace, seq))  # finished meanwhile
+        return None
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
+        with self._pool.connection() as conn:
+            return _profiles_by(conn, client, id_kind, [visitor_id]).get(visitor_id)
+
+    def _one(self, query: str, params: tuple):
+        with self._pool.connection() as conn:
+            return conn.execute(query, params).fetchone()
+
+    def _all(self, query: str, params: tuple | dict, row_factory=None) -> list:
+        with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
+            return cursor.execute(query, params).fetchall()
+
+    def has_client(self, client: str) -> bool:
+        return self._one(SELECT_HAS_CLIENT, (client,))[0]
+
+    def merged_tnt_ids(self, client: str, tnt_id: str) -> list[str]:
+        return [row[0] for row in self._all(SELECT_MERGED_INTO, (client, tnt_id))]
+
+    def client_config(self, client: str) -> ClientConfig | None:
+        row = self._one(SELECT_CLIENT, (client,))
+        return ClientConfig(*row) if row else None
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        row = self._one(SELECT_TOKEN_BY_HASH, (token_hash,))
+        return Token(*row) if row else None
+
+    def tokens(self, client: str) -> list[Token]:
+        return [Token(*row) for row in self._all(SELECT_TOKENS, (client,))]
+
+    def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
+        query = {"client": client, "before": before_seq or 2**62, "limit": limit}
+        return self._all(SELECT_BATCHES, query, class_row(Batch))
+
+    def batch(self, seq: int) -> Batch | None:
+        found = self._all(SELECT_BATCH, (seq,), class_row(Batch))
+        return found[0] if found else None
+
+    def batch_payload(self, seq: int) -> bytes | None:
+        row = self._one(SELECT_PAYLOAD, (seq,))
+        return row[0] if row else None
+
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
+        return [FailedRow(*row) for row in self._all(SELECT_FAILED_ROWS, (seq, limit, offset))]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
