@@ -8,9 +8,11 @@ import os
 import platform
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from profilestore.testing import ServeProcess
 
@@ -19,10 +21,17 @@ CLIENT = "bench"
 
 
 class Service:
-    """`profilestore serve` with its default settings, on a store of its own in `folder`."""
+    """`profilestore serve` with its default settings on a fresh store: an SQLite file in
+    `folder`, or a new schema in the PostgreSQL database of `store`, dropped by stop()."""
 
     def __init__(self, folder: Path, store: str | None = None):
-        self.server = ServeProcess(store or f"sqlite:///{folder / 'data' / 'profilestore.db'}", folder)
+        self.schema = f"bench_{uuid.uuid4().hex[:12]}" if store else None
+        if self.schema:
+            with psycopg.connect(store, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+        self.database = store
+        url = f"{store}{'&' if '?' in store else '?'}options=-csearch_path%3D{self.schema}" if store else None
+        self.server = ServeProcess(url or f"sqlite:///{folder / 'data' / 'profilestore.db'}", folder)
         self.server.start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=600)
@@ -60,6 +69,9 @@ class Service:
 
     def stop(self) -> None:
         self.server.stop()
+        if self.schema:
+            with psycopg.connect(self.database, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
 
 
 def _peak_rss_kb(pid: int) -> int:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,23 +30,12 @@ def postgresql_server() -> str:
     return POSTGRESQL_URL
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def new_store_url(request, tmp_path):
-    """A factory of URLs of fresh, empty stores of the kind under test: SQLite files in the
-    test's folder, or schemas of their own in the PostgreSQL database, dropped afterwards."""
-    made: list[str] = []
-    if request.param == "sqlite":
-
-        def new_sqlite() -> str:
-            made.append(f"sqlite:///{tmp_path / f'data{len(made)}' / 'profilestore.db'}")
-            return made[-1]
-
-        yield new_sqlite
-        return
-
+@contextmanager
+def postgresql_schemas(server: str) -> Iterator[Callable[[], str]]:
+    """A factory of URLs of fresh schemas in the PostgreSQL database, dropped afterwards."""
     import psycopg
 
-    server = request.getfixturevalue("postgresql_server")
+    made: list[str] = []
 
     def new_schema() -> str:
         made.append(f"test_{uuid.uuid4().hex[:12]}")
@@ -55,6 +47,25 @@ def new_store_url(request, tmp_path):
     with psycopg.connect(server, autocommit=True) as conn:
         for schema in made:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store_url(request, tmp_path):
+    """A factory of URLs of fresh, empty stores of the kind under test: SQLite files in the
+    test's folder, or schemas of their own in the PostgreSQL database."""
+    if request.param == "sqlite":
+        made = itertools.count()
+        yield lambda: f"sqlite:///{tmp_path / f'data{next(made)}' / 'profilestore.db'}"
+        return
+    with postgresql_schemas(request.getfixturevalue("postgresql_server")) as new_schema:
+        yield new_schema
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server) -> Iterator[str]:
+    """A fresh, empty schema in the PostgreSQL database, for tests of that store alone."""
+    with postgresql_schemas(postgresql_server) as new_schema:
+        yield new_schema()
 
 
 @pytest.fixture

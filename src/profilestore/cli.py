@@ -20,7 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .batches import BatchService
 from .config import Settings
 from .limits import parse_windows
-from .store import open_store
+from .store import migrate, open_store
+from .store.base import Store, StoreError
 from .worker import Worker, WorkerProcess, die_with
 
 console = Console()
@@ -67,6 +68,7 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     settings = _checked(
         Settings.from_env(store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None)
     )
+    _opened(settings).close()  # a store problem stops serve here, with its message
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
     # The worker gets a process of its own: in this one, its parsing would hold the GIL that the
     # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see README).
@@ -95,7 +97,7 @@ def worker(store, data_dir, parent_pid) -> None:
     if parent_pid:
         die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
-    db = open_store(settings.store_url)
+    db = _opened(settings)
     runner = Worker(BatchService(db, settings), settings.worker_poll_seconds)
     console.print(f"worker on store {settings.store_url}")
     thread = threading.Thread(target=runner.run, name="worker")
@@ -105,6 +107,19 @@ def worker(store, data_dir, parent_pid) -> None:
     runner.stop()
     thread.join()
     db.close()
+
+
+@main.command("migrate")
+@with_store_options
+def migrate_command(store, data_dir) -> None:
+    """Bring the store's schema up to date (serve and worker do it too as they start, unless
+    PROFILESTORE_MIGRATE=false). Safe to run while other processes start or run."""
+    settings = Settings.from_env(store=store, data_dir=data_dir)
+    try:
+        applied = migrate(settings.store_url)
+    except StoreError as e:
+        raise click.ClickException(f"store {settings.store_url}: {e}") from None
+    console.print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
 
 
 @main.command()
@@ -231,6 +246,14 @@ def _checked(settings: Settings) -> Settings:
     except ValueError as e:
         raise click.ClickException(f"PROFILESTORE_INGEST_WINDOWS: {e}") from None
     return settings
+
+
+def _opened(settings: Settings) -> Store:
+    """The store, migrated unless PROFILESTORE_MIGRATE=false; its problem as the error."""
+    try:
+        return open_store(settings.store_url, settings.migrate)
+    except StoreError as e:
+        raise click.ClickException(f"store {settings.store_url}: {e}") from None
 
 
 @contextmanager

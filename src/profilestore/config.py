@@ -13,6 +13,7 @@ MB = 1024 * 1024
 class Settings:
     data_dir: Path = Path("profilestore-data")
     store: str = ""  # a store URL; empty means an SQLite file in data_dir
+    migrate: bool = True  # bring the store's schema up to date at start-up; off: refuse a schema that is behind
     public_url: str = ""  # base of the batchStatus links; empty means the URL the client called
     max_batch_bytes: int = 50 * MB  # Target: files must be under 50 MB
     max_batch_rows: int = 500_000  # Target: at most 500,000 rows per upload

@@ -79,6 +79,7 @@ class Worker:
         return True
 
     def _apply(self, batch) -> None:
+        log.info("applying batch %s from row %d of %d", id_of(batch), batch.consumed + 1, batch.size)
         payload = self.batches.store.batch_payload(batch.seq)
         if payload is None:
             self.batches.record_failed_attempt(batch, "the batch's bytes are missing from the store", give_up=True)

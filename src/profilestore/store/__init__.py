@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .base import Store
+from .base import Store, StoreError
 
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 INSTALL_HINT = "PostgreSQL stores need psycopg 3: pip install 'profilestore[postgresql]'"
@@ -18,13 +18,13 @@ def open_store(url: str, migrate: bool = True) -> Store:
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-            raise ValueError(f"Invalid SQLite store URL {url!r}: use sqlite:///relative.db or sqlite:////absolute.db")
+            raise StoreError(f"Invalid SQLite store URL {url!r}: use sqlite:///relative.db or sqlite:////absolute.db")
         from .sqlite import SQLiteStore
 
         return SQLiteStore(Path(parts.path[1:]))
     if parts.scheme in POSTGRESQL_SCHEMES:
         return _postgresql().PostgresStore(url, run_migrations=migrate)
-    raise ValueError(f"Unsupported store URL {url!r}: use sqlite:///… or postgresql://…")
+    raise StoreError(f"Unsupported store URL {url!r}: use sqlite:///… or postgresql://…")
 
 
 def migrate(url: str) -> list[str]:
@@ -40,5 +40,5 @@ def _postgresql():
     try:
         from . import postgresql
     except ImportError as e:
-        raise ValueError(f"{INSTALL_HINT} ({e})") from None
+        raise StoreError(f"{INSTALL_HINT} ({e})") from None
     return postgresql

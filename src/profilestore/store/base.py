@@ -17,6 +17,11 @@ T = TypeVar("T")
 QUEUED, RUNNING, COMPLETE, STUCK = "queued", "running", "complete", "stuck"
 
 
+class StoreError(Exception):
+    """The store cannot be opened: a bad URL, a missing driver, an unreachable server, or a
+    schema that is behind."""
+
+
 # The ids a profile can be found by. A tntId merged into another profile keeps resolving to it.
 ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
 

@@ -31,7 +31,9 @@ from psycopg.rows import class_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from .base import COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
+from .base import (
+    COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, StoreError, T, Token, WriteTx,
+)  # fmt: skip
 
 POOL_SIZE = 10
 HOUR_MS = 3_600_000
@@ -120,10 +122,6 @@ INSERT_APPLIED = "INSERT INTO profilestore_migrations (version, name) VALUES (%s
 MIGRATION_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 
 
-class SchemaOutOfDate(RuntimeError):
-    pass
-
-
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, SQL) of every migration, in order."""
     found = []
@@ -137,9 +135,9 @@ def migrations() -> list[tuple[int, str, str]]:
 def migrate(url: str) -> list[str]:
     """Apply the migrations the database lacks, each in its own transaction; their names."""
     applied = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _connect(url) as conn:
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
-            raise SchemaOutOfDate("no schema of the search_path exists in the database; create it first")
+            raise StoreError("no schema of the search_path exists in the database; create it first")
         for version, name, sql in migrations():
             with conn.transaction():
                 conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
@@ -150,6 +148,13 @@ def migrate(url: str) -> list[str]:
                 conn.execute(INSERT_APPLIED, (version, name))
                 applied.append(f"{version:04d}_{name}")
     return applied
+
+
+def _connect(url: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as e:
+        raise StoreError(f"cannot connect to PostgreSQL: {e}".strip()) from None
 
 
 def _pending(conn: psycopg.Connection) -> list[int]:
@@ -278,10 +283,10 @@ class PostgresStore(Store):
     def __init__(self, url: str, run_migrations: bool = True):
         if run_migrations:
             migrate(url)
-        with psycopg.connect(url, autocommit=True) as conn:
+        with _connect(url) as conn:
             pending = _pending(conn)
             if pending:
-                raise SchemaOutOfDate(f"the database lacks migrations {pending}: run `profilestore migrate`")
+                raise StoreError(f"the database lacks migrations {pending}: run `profilestore migrate`")
             self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
         self._pool = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, configure=_configure, open=True,

@@ -35,7 +35,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = open_store(settings.store_url)
+        store = open_store(settings.store_url, settings.migrate)
         service = BatchService(store, settings, clock)
         app.state.settings, app.state.store, app.state.batches, app.state.clock = settings, store, service, clock
         app.state.updates = UpdateService(store, settings, clock)

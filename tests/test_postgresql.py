@@ -1,0 +1,56 @@
+"""What only the PostgreSQL store has: versioned migrations, safe when processes start at once,
+and clear errors when the database is not there or not ready."""
+
+import os
+import subprocess
+import sys
+
+from support import query
+
+
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "profilestore", *args]
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def profilestore(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    process = start(*args, env=env)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_migrate_applies_each_migration_once(postgresql_url):
+    first = profilestore("migrate", "--store", postgresql_url)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_initial" in first.stdout
+    again = profilestore("migrate", "--store", postgresql_url)
+    assert "the schema is up to date" in again.stdout
+    assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations") == [(1, "initial")]
+
+
+def test_processes_starting_at_once_migrate_exactly_once(postgresql_url):
+    started = [start("migrate", "--store", postgresql_url) for _ in range(6)]
+    outputs = [p.communicate(timeout=120) for p in started]
+    assert [p.returncode for p in started] == [0] * 6, outputs
+    assert sum("applied 0001_initial" in out for out, _ in outputs) == 1
+    assert query(postgresql_url, "SELECT version FROM profilestore_migrations") == [(1,)]
+
+
+def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
+    refused = profilestore("worker", "--store", postgresql_url, env={"PROFILESTORE_MIGRATE": "false"})
+    assert refused.returncode == 1
+    assert "the database lacks migrations [1]: run `profilestore migrate`" in refused.stderr
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    refused = profilestore("serve", "--store", "postgresql://postgres@127.0.0.1:9/test")
+    assert refused.returncode == 1
+    assert "store postgresql://postgres@127.0.0.1:9/test: cannot connect to PostgreSQL" in refused.stderr
+
+
+def test_a_missing_schema_is_a_clear_error(postgresql_server):
+    url = f"{postgresql_server}?options=-csearch_path%3Dno_such_schema"
+    refused = profilestore("migrate", "--store", url)
+    assert refused.returncode == 1
+    assert "no schema of the search_path exists in the database; create it first" in refused.stderr

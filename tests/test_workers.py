@@ -1,0 +1,96 @@
+"""Several `profilestore worker` processes on one store, beside a `serve --no-worker`: each
+client's batches in acceptance order, no chunk applied twice, and a worker killed with kill -9
+taken over by another."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from support import DEADLINE_SECONDS, accepted_id, attributes, query, serve_process, submit, table_rows, wait_complete
+
+FAST = {"PROFILESTORE_WORKER_POLL_SECONDS": "0.05", "PROFILESTORE_CHUNK_ROWS": "500"}
+
+
+@contextmanager
+def workers(store_url: str, log_dir: Path, count: int, env: dict = FAST):
+    """`count` worker processes, each logging to worker-N.log; stopped at the end."""
+    started = []
+    for n in range(count):
+        log = (log_dir / f"worker-{n}.log").open("wb")
+        command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url]
+        started.append(subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+
+
+def logged(log_dir: Path, count: int, text: str) -> list[int]:
+    """How many times each worker logged the text."""
+    return [(log_dir / f"worker-{n}.log").read_text().count(text) for n in range(count)]
+
+
+def rows(client_tag: str, value: str, size: int) -> str:
+    return "batch=thirdPartyId,value\n" + "".join(f"{client_tag}{i},{value}\n" for i in range(size))
+
+
+def test_each_clients_batches_apply_in_acceptance_order_across_workers(store_url, tmp_path):
+    with serve_process(store_url, tmp_path, FAST, ["--no-worker"]) as server:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        sent = {client: [accepted_id(submit(http, rows("v", f"{client}-{k}", 3000), client)) for k in range(4)]
+                for client in ("alpha", "beta", "gamma")}  # fmt: skip
+        with workers(store_url, tmp_path, 3):
+            records = {client: [wait_complete(http, b) for b in ids] for client, ids in sent.items()}
+    for client, batches in records.items():
+        for earlier, later in zip(batches, batches[1:]):
+            assert later["startedAt"] >= earlier["finishedAt"], f"{client}: a batch began before the one accepted earlier ended"
+    assert sum(1 for n in logged(tmp_path, 3, "applying batch") if n) >= 2, "the workers shared the work"
+    for client in sent:
+        values = query(store_url, f"SELECT count(*) FROM batches WHERE client = '{client}' AND successful = 3000")
+        assert values == [(4,)]
+
+
+def test_workers_never_apply_a_chunk_twice(store_url, tmp_path):
+    size, fail_every = 20_000, 101
+    body = "batch=thirdPartyId,n\n" + "".join(("" if i % fail_every == 0 else f"c{i}") + f",{i}\n" for i in range(size))
+    with serve_process(store_url, tmp_path, FAST, ["--no-worker"]) as server:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        with workers(store_url, tmp_path, 3):
+            record = wait_complete(http, accepted_id(submit(http, body)))
+            failing = len(range(0, size, fail_every))
+            assert (record["consumedCount"], record["successfulUpdates"]) == (size, size - failing)
+            assert record["failedUpdates"] == failing
+            failures = http.get(f"/api/batches/{record['batchId']}/failures", params={"limit": 1000}).json()["failedRows"]
+            assert [f["line"] for f in failures] == [i + 2 for i in range(0, size, fail_every)]
+            assert attributes(http, f"c{size - 1}") == {"n": str(size - 1)}
+    assert table_rows(store_url, "profiles") == size - failing
+
+
+def test_a_worker_killed_mid_batch_is_taken_over_by_another(store_url, tmp_path):
+    size = 100_000
+    body = "batch=thirdPartyId,n\n" + "".join(f"c{i},{i}\n" for i in range(size))
+    with serve_process(store_url, tmp_path, FAST, ["--no-worker"]) as server:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        with workers(store_url, tmp_path, 2) as started:
+            batch_id = accepted_id(submit(http, body))
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while http.get(f"/api/batches/{batch_id}").json()["consumedCount"] < 5_000 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            holder = logged(tmp_path, 2, f"applying batch {batch_id}").index(1)
+            os.kill(started[holder].pid, signal.SIGKILL)
+            at_kill = http.get(f"/api/batches/{batch_id}").json()["consumedCount"]
+            record = wait_complete(http, batch_id)
+        assert 0 < at_kill < size, "the kill must land in the middle of the batch"
+        assert (record["consumedCount"], record["successfulUpdates"], record["failedUpdates"]) == (size, size, 0)
+        assert logged(tmp_path, 2, f"batch {batch_id} complete")[1 - holder] == 1, "the other worker finished it"
+        assert attributes(http, "c0") == {"n": "0"} and attributes(http, f"c{size - 1}") == {"n": str(size - 1)}
+    assert table_rows(store_url, "profiles") == size
