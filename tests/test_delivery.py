@@ -119,6 +119,12 @@ def test_null_and_object_values(http):
     rejected(deliver(http, page_load({"a": {"b": 1}})), "the value must be a string")
 
 
+def test_nul_in_a_value_or_an_id(http):
+    rejected(deliver(http, page_load({"city": "Os\u0000lo"})), "pageLoad.profileParameters.city: the NUL character")
+    rejected(deliver(http, page_load({"city": "Oslo"}, thirdPartyId="c\u00001")), "id.thirdPartyId: the NUL character")
+    assert profile_record(http, "thirdPartyId", "c1")["status"] == 404
+
+
 def test_more_than_50_mboxes(http):
     body = {"execute": {"mboxes": [{"index": i, "name": "m"} for i in range(51)]}}
     rejected(deliver(http, body), "execute.mboxes: size must be between 0 and 50")

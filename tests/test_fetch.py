@@ -17,6 +17,12 @@ def test_fetch_by_third_party_id_in_targets_shape(http):
     assert all(ISO_MS.fullmatch(a["modifiedAt"]) for a in body["profileAttributes"].values())
 
 
+def test_an_id_with_nul_is_not_found(http):
+    response = http.get("/rest/v1/profiles/thirdPartyId/c%001", params={"client": "demo"})
+    assert response.status_code == 404
+    assert response.json()["message"] == "No profile found for client demo with third party id=c\x001"
+
+
 def test_fetch_by_tnt_id(http):
     apply(http, "batch=pcId,city\n0123abcd.28_0,Oslo\n")
     body = http.get("/rest/v1/profiles/0123abcd.28_0", params={"client": "demo"}).json()

@@ -115,3 +115,7 @@ def test_multipart_without_a_file(stored):
 
 def test_invalid_client_code(stored):
     refused(submit(stored, "batch=pcId,n\n1,1\n", client="bad client!"), 400, "Invalid client code")
+
+
+def test_nul_in_a_header_name(stored):
+    refused(submit(stored, "batch=pcId,ci%00ty\nc1,Oslo\n"), 400, "Header column 2 ('ci%00ty'): the NUL character (%00) is not allowed")

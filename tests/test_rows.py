@@ -130,3 +130,16 @@ def test_comment_columns_are_ignored(http):
 def test_percent_encoded_hash_is_a_real_name(http):
     apply(http, "batch=thirdPartyId,%23tag\nc1,vip\n")
     assert attributes(http, "c1") == {"#tag": "vip"}
+
+
+def test_nul_characters_fail_their_row_alone(http):
+    batch = "batch=thirdPartyId,city\nc1,Oslo\nc2,Os%00lo\nc3,Os\x00lo\nc%004,Rome\nc\x005,Rome\nc5,Bergen\n"
+    record = apply(http, batch)
+    assert (record["successfulUpdates"], record["failedUpdates"]) == (2, 4)
+    assert failures(http, record) == [
+        (3, "c2", "column 'city' ('Os%00lo'): the NUL character (%00) is not allowed"),
+        (4, "c3", "column 'city' ('Os\\x00lo'): the NUL character (%00) is not allowed"),
+        (5, "c%004", "thirdPartyId 'c%004': the NUL character (%00) is not allowed"),
+        (6, "c%005", "thirdPartyId 'c\\x005': the NUL character (%00) is not allowed"),
+    ]
+    assert attributes(http, "c1") == {"city": "Oslo"} and attributes(http, "c5") == {"city": "Bergen"}

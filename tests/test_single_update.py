@@ -85,6 +85,11 @@ def test_malformed_percent_encoding_names_the_parameter(known):
     assert attributes(known, "c1")["city"] == "Oslo"
 
 
+def test_nul_is_refused_by_name(known):
+    refused(known.get(f"{URL}?mbox3rdPartyId=c1&profile.city=Os%00lo"), 400, "Parameter 'profile.city': the NUL character")
+    assert attributes(known, "c1")["city"] == "Oslo"
+
+
 def test_missing_or_both_ids(known):
     refused(known.get(f"{URL}?profile.city=Rome"), 400, "exactly one of mboxPC or mbox3rdPartyId")
     refused(known.get(f"{URL}?mboxPC=t1.01_0&mbox3rdPartyId=c1&profile.city=Rome"), 400, "exactly one")

@@ -23,6 +23,10 @@ PREFIX = b"batch="
 COMMENT_MARK = "#"
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Ids, names and values never hold NUL: PostgreSQL cannot store it in text, and a store-dependent
+# answer is worse than one clear refusal everywhere.
+NUL = "\x00"
+NUL_PROBLEM = "the NUL character (%00) is not allowed"
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,17 @@ class RowFailure:
 def decode_cell(cell: str) -> str:
     """Percent-decode one cell as Target does (`+` is a space); ValueError if malformed."""
     if "%" not in cell:
-        return cell.replace("+", " ") if "+" in cell else cell
-    if _BAD_PERCENT.search(cell):
+        decoded = cell.replace("+", " ") if "+" in cell else cell
+    elif _BAD_PERCENT.search(cell):
         raise ValueError("invalid percent-encoding")
-    try:
-        return unquote_to_bytes(cell.replace("+", " ")).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("percent-encoded bytes are not valid UTF-8") from None
+    else:
+        try:
+            decoded = unquote_to_bytes(cell.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("percent-encoded bytes are not valid UTF-8") from None
+    if NUL in decoded:
+        raise ValueError(NUL_PROBLEM)
+    return decoded
 
 
 def parse_header(payload: bytes) -> Header:
@@ -131,7 +139,7 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
         return RowFailure(line_no, "", "the line is not valid UTF-8", raw)
     cells = text.split(",")
     if len(cells) > header.width:
-        return RowFailure(line_no, cells[0], f"{len(cells)} fields, but the header has {header.width}", raw)
+        return RowFailure(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
     decoded = _decode_line(text, cells)
     if decoded is None:
         return _parse_cells(header, line_no, raw, cells)
@@ -145,7 +153,7 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
 def _decode_line(text: str, cells: list[str]) -> list[str] | None:
     """Every cell decoded, or None if some cell is malformed. One search of the whole line finds
     any bad `%` (a `,` is not a hex digit, so no escape spans two cells)."""
-    if "%" in text and _BAD_PERCENT.search(text):
+    if "%" in text and (_BAD_PERCENT.search(text) or "%00" in text) or NUL in text:
         return None
     try:
         return [unquote_to_bytes(c.replace("+", " ")).decode() if "%" in c else c.replace("+", " ") for c in cells]
@@ -158,7 +166,7 @@ def _parse_cells(header: Header, line_no: int, raw: bytes, cells: list[str]) -> 
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:
-        return RowFailure(line_no, cells[0], f"{header.key} {cells[0]!r}: {e}", raw)
+        return RowFailure(line_no, _id_as_sent(cells[0]), f"{header.key} {cells[0]!r}: {e}", raw)
     problem = id_problem(header.key, visitor_id)
     if problem:
         return RowFailure(line_no, visitor_id, problem, raw)
@@ -171,6 +179,11 @@ def _parse_cells(header: Header, line_no: int, raw: bytes, cells: list[str]) -> 
         except ValueError as e:
             return RowFailure(line_no, visitor_id, f"column {name!r} ({cell!r}): {e}", raw)
     return Row(line_no, visitor_id, attributes, raw)
+
+
+def _id_as_sent(cell: str) -> str:
+    """The id cell of a failed row, as sent but for a raw NUL, written as the %00 it stands for."""
+    return cell.replace(NUL, "%00")
 
 
 def id_problem(key: str, visitor_id: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .batchfile import NUL
 from .errors import Rejected
 from .ids import iso_ms, new_tnt_id
 from .store.base import Attribute, Profile, Store, WriteTx
@@ -86,7 +87,7 @@ def find_profiles(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetim
 
 def live_profile(store: Store, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int) -> Profile:
     """The profile found by this id; 404 with Target's message if there is none or it expired."""
-    profile = store.profile(client, id_kind, visitor_id)
+    profile = store.profile(client, id_kind, visitor_id) if NUL not in visitor_id else None  # no id holds NUL
     if profile is None or is_expired(profile, now, lifetime_ms):
         raise Rejected(404, not_found_json(client, id_kind, visitor_id)["message"])
     return profile

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from ..batchfile import NUL, NUL_PROBLEM
 from ..clients import resolve_client
 from ..errors import Rejected
 from ..profiles import VisitorIds
@@ -68,6 +69,8 @@ def _visitor_ids(section) -> VisitorIds:
         value = section.get(name)
         if value is not None and not isinstance(value, str):
             raise Rejected(400, f"id.{name} must be a string")
+        if value and NUL in value:
+            raise Rejected(400, f"id.{name}: {NUL_PROBLEM}")
         values[name] = value or None
     return VisitorIds(values["tntId"], values["thirdPartyId"], values["marketingCloudVisitorId"])
 
@@ -113,6 +116,8 @@ def _profile_parameters(body: dict, max_count: int, max_value: int) -> dict[str,
                 raise Rejected(400, f"{where}: the value must be a string")
             if len(value) > max_value:
                 raise Rejected(400, f"{where}: the value is {len(value)} characters, the limit is {max_value}")
+            if NUL in name or NUL in value:
+                raise Rejected(400, f"{where}: {NUL_PROBLEM}")
             values[name] = value
             count += 1
     if count > max_count:
