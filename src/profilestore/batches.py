@@ -27,6 +27,16 @@ def id_of(batch: Batch) -> str:
     return batch_id(batch.client, batch.accepted_ms, batch.seq)
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Parsed rows of a batch, from one cursor position to the next."""
+
+    rows: list[Row | RowFailure]
+    start: int  # the batch's cursor before these rows
+    end: int  # and after them
+    end_line: int
+
+
 @dataclass
 class ChunkOutcome:
     successful: int = 0
@@ -92,18 +102,22 @@ class BatchService:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def apply_chunk(
-        self, batch: Batch, header: Header, payload: bytes, max_rows: int, held_reason: str | None = None
-    ) -> Batch:
-        """Apply up to max_rows next rows in one transaction that also advances the cursor.
-        If another worker moved the cursor first, nothing is applied and its batch is returned."""
-        lines, cursor, cursor_line = take_lines(payload, batch.cursor, batch.cursor_line, max_rows)
-        rows = [parse_row(header, line_no, raw) for line_no, raw in lines]
+    @staticmethod
+    def read_chunk(header: Header, payload: bytes, cursor: int, cursor_line: int, max_rows: int) -> Chunk:
+        """Up to max_rows rows from the cursor, parsed."""
+        lines, end, end_line = take_lines(payload, cursor, cursor_line, max_rows)
+        return Chunk([parse_row(header, line_no, raw) for line_no, raw in lines], cursor, end, end_line)
+
+    def apply_chunk(self, batch: Batch, header: Header, chunk: Chunk, held_reason: str | None = None) -> Batch:
+        """Apply the chunk in one transaction that also advances the batch's cursor. If the
+        cursor is not where the chunk starts (another worker moved it), nothing is applied and
+        the batch as it is now is returned."""
+        rows, cursor, cursor_line = chunk.rows, chunk.end, chunk.end_line
         now = self.clock()
 
         def apply(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current.cursor != batch.cursor or current.state in (COMPLETE, STUCK):
+            if current.cursor != chunk.start or current.state in (COMPLETE, STUCK):
                 return current
             outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
             failures = [FailedRow(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .batches import BatchService, id_of
@@ -89,25 +90,39 @@ class Worker:
         except Rejected as e:
             self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
             return
-        while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
-            try:
-                batch = self._apply_chunk(batch, header, payload)
-            except Exception as e:  # a store or programming error: retry, then call it stuck
-                log.exception("applying a chunk of batch %s failed", id_of(batch))
-                batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
-                self._stop.wait(1.0)
+        read_chunk = self.batches.read_chunk
+        with ThreadPoolExecutor(1, thread_name_prefix="parse") as parser:
+            upcoming = parser.submit(read_chunk, header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
+            while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
+                chunk = upcoming.result()
+                if chunk.start != batch.cursor:  # after a failed attempt, or another worker moved on
+                    chunk = read_chunk(header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
+                # The next chunk is parsed while this one is written: the store's waits release the
+                # GIL, and the two overlap (bench/ingest).
+                upcoming = parser.submit(read_chunk, header, payload, chunk.end, chunk.end_line, self._chunk_rows())
+                try:
+                    batch = self._apply_chunk(batch, header, chunk)
+                except Exception as e:  # a store or programming error: retry, then call it stuck
+                    log.exception("applying a chunk of batch %s failed", id_of(batch))
+                    batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
+                    self._stop.wait(1.0)
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
 
-    def _apply_chunk(self, batch, header, payload):
-        """One chunk; inside an ingestion window a smaller one, then a pause to hold the rate."""
+    def _chunk_rows(self) -> int:
+        """Rows per chunk: fewer inside an ingestion window, to hold its rate."""
+        window = active_window(self.windows, self.batches.clock())
+        rows = self.batches.settings.chunk_rows
+        return rows if window is None else min(rows, window.rows_per_second)
+
+    def _apply_chunk(self, batch, header, chunk):
+        """Apply one chunk; inside an ingestion window, then pause to hold its rate."""
         clock = self.batches.clock
         window = active_window(self.windows, clock())
         if window is None:
-            return self.batches.apply_chunk(batch, header, payload, self.batches.settings.chunk_rows)
+            return self.batches.apply_chunk(batch, header, chunk)
         started = clock()
-        rows = min(self.batches.settings.chunk_rows, window.rows_per_second)
-        applied = self.batches.apply_chunk(batch, header, payload, rows, window.reason())
+        applied = self.batches.apply_chunk(batch, header, chunk, window.reason())
         self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
         return applied
 

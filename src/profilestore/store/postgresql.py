@@ -53,7 +53,7 @@ SELECT_STARTABLE = f"""SELECT seq FROM batches b WHERE state NOT IN ('{COMPLETE}
     ORDER BY seq LIMIT 100"""
 SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = %s AND accepted_ms >= %s"
 SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
-INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (%s, %s)"
+INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (%s, %b)"  # %b: sent as bytes, not as hex text
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = %s"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = %s"
 COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw) FROM STDIN"
@@ -62,14 +62,16 @@ DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM
     AND id = ANY(%s)"""
 
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
-_P_COLUMNS = ", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", "))
-# Each takes (client, array of ids) and returns (id asked for, profile columns...).
-_ASKED = f"SELECT asked, {_P_COLUMNS} FROM unnest(%(ids)s::text[]) AS asked JOIN profiles p ON p.client = %(client)s"
+# Each takes (client, array of ids) and returns (id asked for, profile columns...). The LATERAL
+# subquery with its LIMIT makes every id one index probe; a plain join lets the planner hash
+# the client's whole table for a few thousand ids.
+_ASKED = f"""SELECT asked, p.* FROM unnest(%(ids)s::text[]) AS asked
+    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND"""
 SELECT_PROFILES_BY = {
-    "tntId": f"""{_ASKED} AND p.tnt_id = coalesce(
-        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked)""",
-    "thirdPartyId": f"{_ASKED} AND p.third_party_id = asked",
-    "marketingCloudVisitorId": f"{_ASKED} AND p.mcvid = asked",
+    "tntId": f"""{_ASKED} tnt_id = coalesce(
+        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked) LIMIT 1) p""",
+    "thirdPartyId": f"{_ASKED} third_party_id = asked LIMIT 1) p",
+    "marketingCloudVisitorId": f"{_ASKED} mcvid = asked LIMIT 1) p",
 }
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
 # The staging table lives as long as its connection and is emptied by every commit.
@@ -368,7 +370,8 @@ class PostgresStore(Store):
         return found[0] if found else None
 
     def batch_payload(self, seq: int) -> bytes | None:
-        row = self._one(SELECT_PAYLOAD, (seq,))
+        with self._pool.connection() as conn:
+            row = conn.cursor(binary=True).execute(SELECT_PAYLOAD, (seq,)).fetchone()
         return row[0] if row else None
 
     def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:

@@ -25,11 +25,13 @@ CREATE TABLE batches (
 CREATE INDEX batches_to_apply ON batches (client, seq) WHERE state NOT IN ('complete', 'stuck');
 CREATE INDEX batches_by_client ON batches (client, accepted_ms);
 
--- A batch's bytes until it is complete; 50 MB at most, stored out of line by PostgreSQL.
+-- A batch's bytes until it is complete; 50 MB at most, stored out of line by PostgreSQL and not
+-- compressed (STORAGE EXTERNAL): compressing tens of MB would slow every upload by a second or more.
 CREATE TABLE batch_payloads (
     seq bigint PRIMARY KEY,
     payload bytea NOT NULL
 );
+ALTER TABLE batch_payloads ALTER COLUMN payload SET STORAGE EXTERNAL;
 
 CREATE TABLE failed_rows (
     seq bigint NOT NULL,
