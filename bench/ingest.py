@@ -6,7 +6,10 @@ byte sent to `complete`, for an insert pass (new profiles) and an update pass (t
 again), the service's peak memory, and the naive floor: the same file parsed with the stdlib
 csv module and upserted with one executemany into a plain SQLite table.
 
-    bench/ingest [--preload 10000000] [--rows 500000]
+    bench/ingest [--preload 10000000] [--rows 500000] [--store postgresql://…] [--update-passes N]
+
+With --store, the service runs on a new schema of that PostgreSQL database (dropped at the
+end), and the profiles table's size and dead rows are reported after every pass.
 """
 
 from __future__ import annotations
@@ -43,8 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000, help="rows of the standard batch")
     parser.add_argument("--preload", type=int, default=0, help="profiles to store first (in batches of --rows)")
-    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--store", help="a PostgreSQL database URL (default: a fresh SQLite file)")
+    parser.add_argument("--update-passes", type=int, default=1, help="update passes, to watch the table grow")
     args = parser.parse_args()
+    if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+        parser.error("--store takes a PostgreSQL URL; the default store is a fresh SQLite file")
     batch = standard_batch(args.rows).read_bytes()
 
     with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
@@ -56,23 +62,33 @@ def main() -> None:
                 preload_seconds += seconds
                 print(f"preloaded {first:,} profiles ({seconds:.1f} s for the last {args.rows:,})", flush=True)
             insert, insert_s = service.apply(batch)
-            update, update_s = service.apply(batch)
+            table = [service.profiles_table()]
+            updates = []
+            for _ in range(args.update_passes):
+                updates.append(service.apply(batch))
+                table.append(service.profiles_table())
+                print(f"update pass {len(updates)}: {args.rows / updates[-1][1]:,.0f} rows/s; profiles table {table[-1]}", flush=True)
+            update, update_s = updates[0]
             peak = service.peak_rss_mb()
         finally:
             service.stop()
         floor_insert = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
         floor_update = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
 
-    assert insert["successfulUpdates"] == update["successfulUpdates"] == args.rows, (insert, update)
+    assert all(r["successfulUpdates"] == args.rows for r, _ in [(insert, 0), *updates]), (insert, updates)
     results = {
-        "command": "bench/ingest" + (f" --preload {args.preload}" if args.preload else ""),
-        "store": args.store or "sqlite (default)",
+        "command": "bench/ingest" + (f" --preload {args.preload}" if args.preload else "")
+        + (" --store postgresql://…" if args.store else "")
+        + (f" --update-passes {args.update_passes}" if args.update_passes != 1 else ""),
+        "store": "postgresql" if args.store else "sqlite",
         "rows": args.rows,
         "batchBytes": len(batch),
         "preloadedProfiles": args.preload,
         "preloadSeconds": round(preload_seconds, 1),
         "insert": {"seconds": round(insert_s, 2), "rowsPerSecond": round(args.rows / insert_s)},
         "update": {"seconds": round(update_s, 2), "rowsPerSecond": round(args.rows / update_s)},
+        "laterUpdatePasses": [{"seconds": round(s, 2), "rowsPerSecond": round(args.rows / s)} for _, s in updates[1:]],
+        "profilesTable": table if args.store else None,
         "peakRssMB": round(peak),
         "floor": {"insertSeconds": round(floor_insert, 2), "updateSeconds": round(floor_update, 2)},
         "ratioToFloor": {"insert": round(insert_s / floor_insert, 2), "update": round(update_s / floor_update, 2)},

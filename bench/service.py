@@ -20,6 +20,10 @@ RESULTS = Path(__file__).parent / "results"
 CLIENT = "bench"
 
 
+PROFILES_TABLE = """SELECT pg_table_size(relid) / 1048576, pg_indexes_size(relid) / 1048576,
+    n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'profiles'::regclass"""
+
+
 class Service:
     """`profilestore serve` with its default settings on a fresh store: an SQLite file in
     `folder`, or a new schema in the PostgreSQL database of `store`, dropped by stop()."""
@@ -59,6 +63,18 @@ class Service:
         batch_id, started = self.submit(body)
         record = self.wait(batch_id)
         return record, time.perf_counter() - started
+
+    def profiles_table(self) -> dict | None:
+        """For a PostgreSQL store: the profiles table's size on disk and its row versions, as
+        PostgreSQL's statistics tell them (they lag a second or so behind)."""
+        if not self.schema:
+            return None
+        time.sleep(2)
+        url = self.server.store_url
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(PROFILES_TABLE).fetchone()
+        names = ("tableMB", "indexesMB", "liveRows", "deadRows", "updates", "hotUpdates")
+        return dict(zip(names, row))
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the service: `serve` and its worker process, each at its

@@ -54,11 +54,11 @@ CREATE TABLE profiles (
     modified_ms bigint NOT NULL,
     third_party_id text COLLATE "C",
     mcvid text COLLATE "C",
-    attributes jsonb NOT NULL,  -- {name: [value, modified_ms, order]}
+    attributes json NOT NULL,  -- {name: [value, modified_ms, order]}
     active_ms bigint NOT NULL,
     active_hour bigint NOT NULL,  -- active_ms / 3,600,000
     PRIMARY KEY (client, tnt_id)
-) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05);
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05);
 CREATE INDEX profiles_active_hour ON profiles (active_hour);
 CREATE UNIQUE INDEX profiles_third_party_id ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
 CREATE UNIQUE INDEX profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
