@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .batches import BatchService, id_of
@@ -90,22 +89,14 @@ class Worker:
         except Rejected as e:
             self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
             return
-        read_chunk = self.batches.read_chunk
-        with ThreadPoolExecutor(1, thread_name_prefix="parse") as parser:
-            upcoming = parser.submit(read_chunk, header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
-            while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
-                chunk = upcoming.result()
-                if chunk.start != batch.cursor:  # after a failed attempt, or another worker moved on
-                    chunk = read_chunk(header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
-                # The next chunk is parsed while this one is written: the store's waits release the
-                # GIL, and the two overlap (bench/ingest).
-                upcoming = parser.submit(read_chunk, header, payload, chunk.end, chunk.end_line, self._chunk_rows())
-                try:
-                    batch = self._apply_chunk(batch, header, chunk)
-                except Exception as e:  # a store or programming error: retry, then call it stuck
-                    log.exception("applying a chunk of batch %s failed", id_of(batch))
-                    batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
-                    self._stop.wait(1.0)
+        while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
+            chunk = self.batches.read_chunk(header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
+            try:
+                batch = self._apply_chunk(batch, header, chunk)
+            except Exception as e:  # a store or programming error: retry, then call it stuck
+                log.exception("applying a chunk of batch %s failed", id_of(batch))
+                batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
+                self._stop.wait(1.0)
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
 
