@@ -168,7 +168,8 @@ class WriteTx(ABC):
 
 
 class Store(ABC):
-    """A profile store. Reads never wait for writes; writes run one at a time."""
+    """A profile store. Reads never wait for writes; the writes of one client run one at a time.
+    Opening one (store.open_store) brings its schema up to date or raises StoreError."""
 
     @abstractmethod
     def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:

@@ -21,24 +21,20 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import astuple, fields
+from dataclasses import astuple
 from importlib import resources
 from typing import Callable, Iterable, Iterator
 
-import orjson
 import psycopg
 from psycopg.rows import class_row
-from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from .base import (
-    COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, StoreError, T, Token, WriteTx,
-)  # fmt: skip
+from .base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, Store, StoreError, T, Token, WriteTx
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 POOL_SIZE = 10
 HOUR_MS = 3_600_000
 
-BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 _BATCH_VALUES = ", ".join(["%s"] * len(BATCH_FIELDS))
 INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({_BATCH_VALUES}) RETURNING seq"
@@ -61,12 +57,12 @@ SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = 
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = %s)
     AND id = ANY(%s)"""
 
-PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
 # Each takes (client, array of ids) and returns (id asked for, profile columns...). The LATERAL
 # subquery with its LIMIT makes every id one index probe; a plain join lets the planner hash
 # the client's whole table for a few thousand ids.
 _ASKED = f"""SELECT asked, p.* FROM unnest(%(ids)s::text[]) AS asked
-    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND"""
+    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS.replace("attributes", "attributes::text")}
+                        FROM profiles WHERE client = %(client)s AND"""
 SELECT_PROFILES_BY = {
     "tntId": f"""{_ASKED} tnt_id = coalesce(
         (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked) LIMIT 1) p""",
@@ -165,32 +161,8 @@ def _pending(conn: psycopg.Connection) -> list[int]:
     return [version for version, _, _ in migrations() if version not in done]
 
 
-def _profile(columns) -> Profile:
-    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms = columns
-    return Profile(
-        client, tnt_id, created_ms, modified_ms, third_party_id, mcvid,
-        {name: Attribute(*stored) for name, stored in attributes.items()}, active_ms,
-    )  # fmt: skip
-
-
 def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-    found: dict[str, Profile] = {}
-    by_tnt_id: dict[str, Profile] = {}
-    for asked, *columns in conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": list(ids)}):
-        tnt_id = columns[1]
-        if tnt_id not in by_tnt_id:
-            by_tnt_id[tnt_id] = _profile(columns)
-        found[asked] = by_tnt_id[tnt_id]
-    return found
-
-
-def _attributes_json(profile: Profile) -> str:
-    stored = {name: (a.value, a.modified_ms, a.order) for name, a in profile.attributes.items()}
-    return orjson.dumps(stored).decode()
-
-
-def _batch_values(batch: Batch) -> tuple:
-    return tuple(getattr(batch, name) for name in BATCH_FIELDS)
+    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": list(ids)}))
 
 
 class PostgresTx(WriteTx):
@@ -202,7 +174,7 @@ class PostgresTx(WriteTx):
         self._conn.execute(LOCK_CLIENT, (self._client_namespace, client))
 
     def insert_batch(self, batch: Batch, payload: bytes) -> int:
-        seq = self._conn.execute(INSERT_BATCH, _batch_values(batch)).fetchone()[0]
+        seq = self._conn.execute(INSERT_BATCH, batch_values(batch)).fetchone()[0]
         self._conn.execute(INSERT_PAYLOAD, (seq, payload))
         return seq
 
@@ -210,7 +182,7 @@ class PostgresTx(WriteTx):
         return self._conn.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
 
     def update_batch(self, batch: Batch) -> None:
-        self._conn.execute(UPDATE_BATCH, (*_batch_values(batch), batch.seq))
+        self._conn.execute(UPDATE_BATCH, (*batch_values(batch), batch.seq))
 
     def drop_payload(self, seq: int) -> None:
         self._conn.execute(DELETE_PAYLOAD, (seq,))
@@ -228,10 +200,7 @@ class PostgresTx(WriteTx):
         cursor.execute(CREATE_STAGING)
         with cursor.copy(COPY_STAGING) as copy:
             for p in profiles:
-                copy.write_row((
-                    p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p),
-                    p.active_ms, p.active_ms // HOUR_MS,
-                ))  # fmt: skip
+                copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
         cursor.execute(MERGE_STAGING)
 
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
@@ -277,10 +246,6 @@ class PostgresTx(WriteTx):
         return [Token(*row) for row in self._conn.execute(SELECT_TOKENS, (client,))]
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    set_json_loads(orjson.loads, conn)
-
-
 class PostgresStore(Store):
     def __init__(self, url: str, run_migrations: bool = True):
         if run_migrations:
@@ -291,7 +256,7 @@ class PostgresStore(Store):
                 raise StoreError(f"the database lacks migrations {pending}: run `profilestore migrate`")
             self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, configure=_configure, open=True,
+            url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, open=True,
             name="profilestore",
         )  # fmt: skip
         self._closed = False

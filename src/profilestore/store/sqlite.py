@@ -15,13 +15,13 @@ import sqlite3
 import threading
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import astuple, fields
+from dataclasses import astuple
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import orjson
 
-from .base import COMPLETE, STUCK, Attribute, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
+from .base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 SCHEMA_VERSION = 1
 # Readers map the file (up to this much) instead of copying each page through read() calls.
@@ -102,7 +102,6 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client);
 """
 
-BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 _BATCH_VALUES = ", ".join("?" * len(BATCH_FIELDS))
 INSERT_BATCH = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({_BATCH_VALUES})"
@@ -116,7 +115,6 @@ SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES (?, ?, ?, ?, ?)"
 SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
-PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
 # CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
 # lets the planner scan every profile of the client and search the id list for each.
@@ -157,40 +155,16 @@ UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?
     ON CONFLICT (id) DO UPDATE SET expires_ms = excluded.expires_ms, revoked_ms = excluded.revoked_ms"""
 
 
-def _batch_values(batch: Batch) -> tuple:
-    return tuple(getattr(batch, name) for name in BATCH_FIELDS)
-
-
 def _batch(row: sqlite3.Row | None) -> Batch | None:
     return Batch(**dict(row)) if row else None
 
 
 def _profiles_by(conn: sqlite3.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-    found: dict[str, Profile] = {}
-    by_tnt_id: dict[str, Profile] = {}
-    for asked, *columns in conn.execute(SELECT_PROFILES_BY[id_kind], (client, json.dumps(list(ids)))):
-        tnt_id = columns[1]
-        if tnt_id not in by_tnt_id:
-            by_tnt_id[tnt_id] = _profile(columns)
-        found[asked] = by_tnt_id[tnt_id]
-    return found
-
-
-def _profile(columns: list) -> Profile:
-    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms = columns
-    return Profile(
-        client, tnt_id, created_ms, modified_ms, third_party_id, mcvid,
-        {name: Attribute(*stored) for name, stored in orjson.loads(attributes).items()}, active_ms,
-    )  # fmt: skip
+    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], (client, json.dumps(list(ids)))))
 
 
 def _client_config(row) -> ClientConfig | None:
     return ClientConfig(row[0], bool(row[1]), row[2], row[3]) if row else None
-
-
-def _attributes_json(profile: Profile) -> str:
-    stored = {name: (a.value, a.modified_ms, a.order) for name, a in profile.attributes.items()}
-    return orjson.dumps(stored).decode()
 
 
 class SQLiteTx(WriteTx):
@@ -198,7 +172,7 @@ class SQLiteTx(WriteTx):
         self._conn = conn
 
     def insert_batch(self, batch: Batch, payload: bytes) -> int:
-        seq = self._conn.execute(INSERT_BATCH, _batch_values(batch)).lastrowid
+        seq = self._conn.execute(INSERT_BATCH, batch_values(batch)).lastrowid
         self._conn.execute(INSERT_PAYLOAD, (seq, payload))
         return seq
 
@@ -206,7 +180,7 @@ class SQLiteTx(WriteTx):
         return _batch(self._conn.execute(SELECT_BATCH, (seq,)).fetchone())
 
     def update_batch(self, batch: Batch) -> None:
-        self._conn.execute(UPDATE_BATCH, (*_batch_values(batch), batch.seq))
+        self._conn.execute(UPDATE_BATCH, (*batch_values(batch), batch.seq))
 
     def drop_payload(self, seq: int) -> None:
         self._conn.execute(DELETE_PAYLOAD, (seq,))
@@ -218,14 +192,7 @@ class SQLiteTx(WriteTx):
         return _profiles_by(self._conn, client, id_kind, ids)
 
     def save_profiles(self, profiles: Iterable[Profile]) -> None:
-        self._conn.executemany(
-            UPSERT_PROFILE,
-            (
-                (p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, _attributes_json(p),
-                 p.active_ms)
-                for p in profiles
-            ),
-        )
+        self._conn.executemany(UPSERT_PROFILE, map(profile_values, profiles))
 
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
         self._conn.execute(DELETE_PROFILE, (client, tnt_id))

@@ -1,0 +1,39 @@
+"""How every store lays profiles and batches out in rows: the same columns, and a profile's
+attributes as one JSON object {name: [value, modified_ms, order]}, so both stores hold the same
+data and read it back the same way."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Iterable
+
+import orjson
+
+from .base import Attribute, Batch, Profile
+
+BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]  # seq is the store's to number
+PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
+
+
+def batch_values(batch: Batch) -> tuple:
+    """The batch's BATCH_FIELDS, in order."""
+    return tuple(getattr(batch, name) for name in BATCH_FIELDS)
+
+
+def profile_values(p: Profile) -> tuple:
+    """The profile's PROFILE_COLUMNS, in order."""
+    attributes = orjson.dumps({name: (a.value, a.modified_ms, a.order) for name, a in p.attributes.items()}).decode()
+    return p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, attributes, p.active_ms
+
+
+def profiles_by_asked(rows: Iterable) -> dict[str, Profile]:
+    """Rows of (id asked for, PROFILE_COLUMNS...) as profiles keyed by the id asked for; ids
+    that lead to the same profile share one Profile object."""
+    found: dict[str, Profile] = {}
+    by_tnt_id: dict[str, Profile] = {}
+    for asked, client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms in rows:
+        if tnt_id not in by_tnt_id:
+            stored = {name: Attribute(*value) for name, value in orjson.loads(attributes).items()}
+            by_tnt_id[tnt_id] = Profile(client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, stored, active_ms)
+        found[asked] = by_tnt_id[tnt_id]
+    return found
