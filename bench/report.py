@@ -56,7 +56,7 @@ def rows(
             ("PostgreSQL: update pass, standard batch", "≥ 50,000 rows/s", f"{u['rowsPerSecond']:,} rows/s ({u['seconds']} s)", u["rowsPerSecond"] >= 50_000),
             (f"PostgreSQL: profiles table after the insert and {len(passes)} update passes", "bloat measured and addressed",
              " → ".join(f"{s['tableMB']:,} MB" for s in sizes) + f" (indexes {sizes[0]['indexesMB']} → {sizes[-1]['indexesMB']} MB; "
-             f"{sizes[-1]['hotUpdates'] / max(sizes[-1]['updates'], 1):.0%} of updates HOT)", None),
+             f"{sizes[-1]['hotUpdates'] / max(sizes[-1]['updates'], 1):.1%} of updates HOT)", None),
         ]  # fmt: skip
     return table
 

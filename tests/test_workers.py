@@ -1,6 +1,6 @@
-"""Several `profilestore worker` processes on one store, beside a `serve --no-worker`: each
-client's batches in acceptance order, no chunk applied twice, and a worker killed with kill -9
-taken over by another."""
+"""Several `profilestore worker` processes on one store, beside `serve --no-worker` API nodes:
+each client's batches in acceptance order, no chunk applied twice, and a worker killed with
+kill -9 taken over by another."""
 
 import os
 import signal
@@ -44,12 +44,15 @@ def rows(client_tag: str, value: str, size: int) -> str:
 
 
 def test_each_clients_batches_apply_in_acceptance_order_across_workers(store_url, tmp_path):
-    with serve_process(store_url, tmp_path, FAST, ["--no-worker"]) as server:
-        http = httpx.Client(base_url=server.url, timeout=60)
-        sent = {client: [accepted_id(submit(http, rows("v", f"{client}-{k}", 3000), client)) for k in range(4)]
+    one, two = (serve_process(store_url, tmp_path, FAST, ["--no-worker"]) for _ in range(2))
+    with one, two:
+        nodes = [httpx.Client(base_url=server.url, timeout=60) for server in (one, two)]
+        # Two API nodes take turns accepting each client's batches.
+        sent = {client: [accepted_id(submit(nodes[k % 2], rows("v", f"{client}-{k}", 3000), client)) for k in range(4)]
                 for client in ("alpha", "beta", "gamma")}  # fmt: skip
         with workers(store_url, tmp_path, 3):
-            records = {client: [wait_complete(http, b) for b in ids] for client, ids in sent.items()}
+            records = {client: [wait_complete(nodes[1], b) for b in ids] for client, ids in sent.items()}
+        assert attributes(nodes[0], "v0", "beta") == {"value": "beta-3"}, "the batch accepted last wins"
     for client, batches in records.items():
         for earlier, later in zip(batches, batches[1:]):
             assert later["startedAt"] >= earlier["finishedAt"], f"{client}: a batch began before the one accepted earlier ended"
