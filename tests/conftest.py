@@ -41,7 +41,7 @@ def postgresql_schemas(server: str) -> Iterator[Callable[[], str]]:
         made.append(f"test_{uuid.uuid4().hex[:12]}")
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {made[-1]}")
-        return f"{server}?options=-csearch_path%3D{made[-1]}"
+        return f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{made[-1]}"
 
     yield new_schema
     with psycopg.connect(server, autocommit=True) as conn:

@@ -23,6 +23,12 @@ def test_an_id_with_nul_is_not_found(http):
     assert response.json()["message"] == "No profile found for client demo with third party id=c\x001"
 
 
+def test_an_invalid_client_code_is_400(http):
+    response = http.get("/rest/v1/profiles/thirdPartyId/c1", params={"client": "de\x00mo"})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Invalid client code 'de\\x00mo'")
+
+
 def test_fetch_by_tnt_id(http):
     apply(http, "batch=pcId,city\n0123abcd.28_0,Oslo\n")
     body = http.get("/rest/v1/profiles/0123abcd.28_0", params={"client": "demo"}).json()

@@ -53,3 +53,10 @@ def test_delete_one_attribute(http, visitor):
     assert attributes(http, "c1") == {"city": "Oslo"}
     again = http.delete("/api/profiles/thirdPartyId/c1/attributes/color", params={"client": "demo"})
     assert again.status_code == 404 and again.json()["message"] == "The profile has no attribute 'color'"
+
+
+def test_ids_with_nul_find_no_profile(http, visitor):
+    deleted = http.delete("/api/profiles/thirdPartyId/c%001/attributes/color", params={"client": "demo"})
+    assert deleted.status_code == 404
+    assert http.delete("/api/clients/demo/privacy/THIRDPARTYID/c%001").status_code == 404
+    assert attributes(http, "c1") == {"city": "Oslo", "color": "red"}

@@ -57,6 +57,7 @@ class AuthService:
 
     def check(self, client: str, authorization: str | None) -> None:
         """Pass if the client does not require authentication or the token is its own and live."""
+        check_client(client)  # before the store is asked about it
         config = self.client_config(client)
         if config is None or not config.auth_required:
             return

@@ -76,7 +76,7 @@ def set_attributes(profile: Profile, values: dict[str, str], now: int, order: in
 def find_profiles(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetime_ms: int) -> dict[str, Profile]:
     """Profiles by id, as if expired ones did not exist: those are deleted on the way, so a
     new write starts a new profile. lifetime_ms 0 means profiles never expire."""
-    found = tx.profiles_by(client, id_kind, ids)
+    found = tx.profiles_by(client, id_kind, [i for i in ids if NUL not in i])  # no id holds NUL
     if not lifetime_ms:
         return found
     expired = {p.tnt_id for p in found.values() if is_expired(p, now, lifetime_ms)}

@@ -19,7 +19,6 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-
 from .base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
