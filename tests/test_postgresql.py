@@ -38,9 +38,15 @@ def test_processes_starting_at_once_migrate_exactly_once(postgresql_url):
 
 
 def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
-    refused = profilestore("worker", "--store", postgresql_url, env={"PROFILESTORE_MIGRATE": "false"})
+    no_migrations = {"PROFILESTORE_MIGRATE": "false"}
+    refused = profilestore("worker", "--store", postgresql_url, env=no_migrations)
     assert refused.returncode == 1
     assert "the database lacks migrations [1]: run `profilestore migrate`" in refused.stderr
+    assert profilestore("migrate", "--store", postgresql_url).returncode == 0
+    worker = start("worker", "--store", postgresql_url, env=no_migrations)
+    assert "worker on store" in worker.stdout.readline(), "a migrated schema is accepted"
+    worker.terminate()
+    assert worker.wait(30) == 0
 
 
 def test_an_unreachable_server_is_a_clear_error():
