@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from profilestore.testing import ServeProcess
+from profilestore.testing import ServeProcess, schema_url
 
 RESULTS = Path(__file__).parent / "results"
 CLIENT = "bench"
@@ -34,7 +34,7 @@ class Service:
             with psycopg.connect(store, autocommit=True) as conn:
                 conn.execute(f"CREATE SCHEMA {self.schema}")
         self.database = store
-        url = f"{store}{'&' if '?' in store else '?'}options=-csearch_path%3D{self.schema}" if store else None
+        url = schema_url(store, self.schema) if store else None
         self.server = ServeProcess(url or f"sqlite:///{folder / 'data' / 'profilestore.db'}", folder)
         self.server.start()
         self.url = self.server.url

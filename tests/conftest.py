@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from profilestore.config import Settings
+from profilestore.testing import schema_url
 from profilestore.web import create_app
 
 POSTGRESQL_URL = os.environ.get("PROFILESTORE_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -41,7 +42,7 @@ def postgresql_schemas(server: str) -> Iterator[Callable[[], str]]:
         made.append(f"test_{uuid.uuid4().hex[:12]}")
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {made[-1]}")
-        return f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{made[-1]}"
+        return schema_url(server, made[-1])
 
     yield new_schema
     with psycopg.connect(server, autocommit=True) as conn:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from profilestore.testing import schema_url
 from support import query
 
 
@@ -56,7 +57,7 @@ def test_an_unreachable_server_is_a_clear_error():
 
 
 def test_a_missing_schema_is_a_clear_error(postgresql_server):
-    url = f"{postgresql_server}?options=-csearch_path%3Dno_such_schema"
+    url = schema_url(postgresql_server, "no_such_schema")
     refused = profilestore("migrate", "--store", url)
     assert refused.returncode == 1
     assert "no schema of the search_path exists in the database; create it first" in refused.stderr

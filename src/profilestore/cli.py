@@ -115,10 +115,8 @@ def migrate_command(store, data_dir) -> None:
     """Bring the store's schema up to date (serve and worker do it too as they start, unless
     PROFILESTORE_MIGRATE=false). Safe to run while other processes start or run."""
     settings = Settings.from_env(store=store, data_dir=data_dir)
-    try:
+    with _store_problems(settings):
         applied = migrate(settings.store_url)
-    except StoreError as e:
-        raise click.ClickException(f"store {settings.store_url}: {e}") from None
     console.print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
 
 
@@ -249,9 +247,16 @@ def _checked(settings: Settings) -> Settings:
 
 
 def _opened(settings: Settings) -> Store:
-    """The store, migrated unless PROFILESTORE_MIGRATE=false; its problem as the error."""
-    try:
+    """The store, migrated unless PROFILESTORE_MIGRATE=false."""
+    with _store_problems(settings):
         return open_store(settings.store_url, settings.migrate)
+
+
+@contextmanager
+def _store_problems(settings: Settings) -> Iterator[None]:
+    """A store that cannot be opened as the command's error, in one line."""
+    try:
+        yield
     except StoreError as e:
         raise click.ClickException(f"store {settings.store_url}: {e}") from None
 

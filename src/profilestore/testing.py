@@ -20,6 +20,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def schema_url(database_url: str, schema: str) -> str:
+    """The URL of one schema of a PostgreSQL database: its tables are the only ones seen."""
+    return f"{database_url}{'&' if '?' in database_url else '?'}options=-csearch_path%3D{schema}"
+
+
 class ServeProcess:
     """`profilestore serve` on a store and a free port; its output goes to serve-PORT.log in
     log_dir."""
