@@ -21,6 +21,36 @@ def test_names_and_values_are_percent_decoded_utf8_with_plus_as_space(http):
     assert attributes(http, "c1") == {"home city": "São Paulo", "note": "café + crème"}
 
 
+# Cells are decoded a chunk at a time, with escaped separators standing in for themselves and
+# `=` escaped for the decoder: these values must come out exactly as sent, whether the chunk's
+# lines are decoded together or, when one of them is malformed, one by one.
+TRICKY = {
+    "a%2Cb": ("Shoes%2C Bags", "Shoes, Bags"),
+    "a%0Ab": ("two%0alines%0D%0A", "two\nlines\r\n"),
+    "x=1": ("=3D%3d=", "=3D=="),
+    "q": ("%c3%a9t%C3%A9+%2b+%25", "été + %"),
+}
+
+
+def tricky_batch(bad_line: str = "") -> str:
+    lines = [f"{visitor_id},{cell}" for visitor_id, (cell, _) in TRICKY.items()]
+    return "batch=thirdPartyId,v\n" + "\n".join(lines + ([bad_line] if bad_line else [])) + "\n"
+
+
+def test_escaped_commas_newlines_and_equals_signs_are_data(http):
+    assert apply(http, tricky_batch())["successfulUpdates"] == len(TRICKY)
+    for visitor_id, (_, value) in TRICKY.items():
+        assert attributes(http, visitor_id) == {"v": value}  # the id as sent is percent-encoded: fit for a URL
+
+
+def test_a_malformed_line_leaves_the_other_lines_of_its_chunk_decoded_the_same(http):
+    record = apply(http, tricky_batch(bad_line="bad,50%"))
+    assert (record["successfulUpdates"], record["failedUpdates"]) == (len(TRICKY), 1)
+    assert failures(http, record) == [(6, "bad", "column 'v' ('50%'): invalid percent-encoding")]
+    for visitor_id, (_, value) in TRICKY.items():
+        assert attributes(http, visitor_id) == {"v": value}  # the id as sent is percent-encoded: fit for a URL
+
+
 def test_raw_utf8_and_raw_ampersand_are_data(http):
     record = apply(http, "batch=thirdPartyId,city,shop\nc1,東京,A&B\nc2,Zürich,C\n")
     assert record["successfulUpdates"] == 2

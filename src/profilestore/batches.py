@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 from urllib.parse import quote
 
-from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_row, take_lines
+from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_rows, take_lines
 from .clients import check_client, client_limit
 from .config import Settings
 from .errors import Rejected
@@ -106,7 +106,7 @@ class BatchService:
     def read_chunk(header: Header, payload: bytes, cursor: int, cursor_line: int, max_rows: int) -> Chunk:
         """Up to max_rows rows from the cursor, parsed."""
         lines, end, end_line = take_lines(payload, cursor, cursor_line, max_rows)
-        return Chunk([parse_row(header, line_no, raw) for line_no, raw in lines], cursor, end, end_line)
+        return Chunk(parse_rows(header, lines), cursor, end, end_line)
 
     def apply_chunk(self, batch: Batch, header: Header, chunk: Chunk, held_reason: str | None = None) -> Batch:
         """Apply the chunk in one transaction that also advances the batch's cursor. If the

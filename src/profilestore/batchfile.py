@@ -7,8 +7,10 @@ refused); problems of one data line come back as a `RowFailure` and fail that li
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from .errors import Rejected
@@ -23,6 +25,7 @@ PREFIX = b"batch="
 COMMENT_MARK = "#"
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BAD_PERCENT_BYTES = re.compile(_BAD_PERCENT.pattern.encode())
 # Ids, names and values never hold NUL: PostgreSQL cannot store it in text, and a store-dependent
 # answer is worse than one clear refusal everywhere.
 NUL = "\x00"
@@ -41,16 +44,14 @@ class Header:
         return len(self.names) + 1
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a tuple: a chunk makes thousands, and a dataclass takes twice as long
     line: int
     id: str
     attributes: dict[str, str]
     raw: bytes
 
 
-@dataclass(frozen=True)
-class RowFailure:
+class RowFailure(NamedTuple):
     line: int
     id: str
     reason: str
@@ -132,7 +133,63 @@ def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[l
     return lines, min(offset, size), line_no
 
 
+def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | RowFailure]:
+    """parse_row of each (line number, raw line). Percent-decoding is most of the work, and
+    binascii does it in C, 20 times faster than urllib's unquote: all the lines at once, or one
+    by one if some line cannot be decoded. Lines that fail go through parse_row, which words
+    the reason."""
+    raws = [raw for _, raw in lines]
+    texts = _decode_together(raws) or [_decode_alone(raw) for raw in raws]
+    key, names, width = header.key, header.names, header.width
+    keep_all = None not in names
+    rows: list[Row | RowFailure] = []
+    for (line_no, raw), text in zip(lines, texts):
+        cells = text.split(",") if text is not None else None
+        if cells and _MARK in text:
+            cells = [_unmark(cell) for cell in cells]
+        if cells is None or len(cells) > width or id_problem(key, cells[0]):
+            rows.append(parse_row(header, line_no, raw))
+        elif keep_all:
+            rows.append(Row(line_no, cells[0], dict(zip(names, cells[1:])), raw))
+        else:
+            rows.append(Row(line_no, cells[0], {n: v for n, v in zip(names, cells[1:]) if n is not None}, raw))
+    return rows
+
+
+# Escapes of the characters that separate cells and lines stand in for them while lines are
+# decoded together: NUL then a letter, since no decoded text holds NUL (see _decode_together).
+_MARK = "\x00"
+_STRUCTURAL_ESCAPES = ((b"%2C", b"\x00c"), (b"%2c", b"\x00c"), (b"%0A", b"\x00n"), (b"%0a", b"\x00n"))
+
+
+def _unmark(cell: str) -> str:
+    return cell.replace("\x00c", ",").replace("\x00n", "\n") if _MARK in cell else cell
+
+
+def _decode_together(raws: list[bytes]) -> list[str] | None:
+    """Each line percent-decoded (`+` is a space) as UTF-8 text, its cells still joined by `,`;
+    None if any line holds NUL, a malformed escape or bytes that are not UTF-8. a2b_qp decodes
+    quoted-printable, whose escapes are `=XX`: with every `=` escaped first and every `%` turned
+    into `=`, it decodes percent-encoding exactly."""
+    block = b"\n".join(raws)
+    if b"\x00" in block or b"%00" in block or _BAD_PERCENT_BYTES.search(block):
+        return None
+    for escape, mark in _STRUCTURAL_ESCAPES:
+        block = block.replace(escape, mark)
+    block = block.replace(b"+", b" ").replace(b"=", b"=3D").replace(b"%", b"=")
+    try:
+        return binascii.a2b_qp(block).decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return None
+
+
+def _decode_alone(raw: bytes) -> str | None:
+    decoded = _decode_together([raw])
+    return decoded[0] if decoded else None
+
+
 def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
+    """One line, cell by cell, so that a failure names the cell and its problem."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -140,29 +197,6 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
     cells = text.split(",")
     if len(cells) > header.width:
         return RowFailure(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
-    decoded = _decode_line(text, cells)
-    if decoded is None:
-        return _parse_cells(header, line_no, raw, cells)
-    problem = id_problem(header.key, decoded[0])
-    if problem:
-        return RowFailure(line_no, decoded[0], problem, raw)
-    attributes = {name: value for name, value in zip(header.names, decoded[1:]) if name is not None}
-    return Row(line_no, decoded[0], attributes, raw)
-
-
-def _decode_line(text: str, cells: list[str]) -> list[str] | None:
-    """Every cell decoded, or None if some cell is malformed. One search of the whole line finds
-    any bad `%` (a `,` is not a hex digit, so no escape spans two cells)."""
-    if "%" in text and (_BAD_PERCENT.search(text) or "%00" in text) or NUL in text:
-        return None
-    try:
-        return [unquote_to_bytes(c.replace("+", " ")).decode() if "%" in c else c.replace("+", " ") for c in cells]
-    except UnicodeDecodeError:
-        return None
-
-
-def _parse_cells(header: Header, line_no: int, raw: bytes, cells: list[str]) -> Row | RowFailure:
-    """parse_row cell by cell, to name the cell that is malformed."""
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:
