@@ -168,6 +168,7 @@ def apply_rows(
     order = batch_write_order(batch.seq)
     outcome = ChunkOutcome()
     changed: dict[str, Profile] = {}
+    created: set[str] = set()
     for row in good:
         profile = profiles.get(row.id)
         if profile is None and batch.version == 1:
@@ -179,9 +180,12 @@ def apply_rows(
         except ProfileTooLarge as e:
             outcome.failures.append(FailedRow(row.line, row.id, e.message, row.raw))
             continue
+        if profile is None:
+            created.add(target.tnt_id)
         profiles[row.id] = target
         target.active_ms = now
         changed[target.tnt_id] = target
         outcome.successful += 1
-    tx.save_profiles(changed.values())
+    tx.insert_profiles([p for tnt_id, p in changed.items() if tnt_id in created])
+    tx.save_profiles([p for tnt_id, p in changed.items() if tnt_id not in created])
     return outcome

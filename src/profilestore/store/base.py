@@ -125,8 +125,14 @@ class WriteTx(ABC):
         asked for. Ids that lead to the same profile share one Profile object."""
 
     @abstractmethod
-    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+    def save_profiles(self, profiles: list[Profile]) -> None:
         """Insert or replace these profiles whole (ids, timestamps and attributes)."""
+
+    @abstractmethod
+    def insert_profiles(self, profiles: list[Profile]) -> None:
+        """Insert profiles known to be new: their tntIds were just made, and their other ids
+        were looked up in this transaction and found on no profile. A store may write them
+        faster than save_profiles can, since nothing stored needs replacing."""
 
     @abstractmethod
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:

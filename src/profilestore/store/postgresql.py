@@ -85,6 +85,7 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
     active_ms = excluded.active_ms,
     active_hour = excluded.active_hour
 """
+COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
 INSERT_MERGED_ID = """INSERT INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (%s, %s, %s)
@@ -195,7 +196,15 @@ class PostgresTx(WriteTx):
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._conn, client, id_kind, ids)
 
-    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+    def insert_profiles(self, profiles: list[Profile]) -> None:
+        if profiles:
+            with self._conn.cursor().copy(COPY_PROFILES) as copy:
+                for p in profiles:
+                    copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+
+    def save_profiles(self, profiles: list[Profile]) -> None:
+        if not profiles:
+            return
         cursor = self._conn.cursor()
         cursor.execute(CREATE_STAGING)
         with cursor.copy(COPY_STAGING) as copy:

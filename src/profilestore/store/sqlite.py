@@ -130,6 +130,7 @@ SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = ? AND tnt_id = ?"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = ?3 WHERE client = ?1 AND into_tnt_id = ?2"
 INSERT_MERGED_ID = "INSERT OR REPLACE INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (?1, ?2, ?3)"
+INSERT_PROFILE = f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 UPSERT_PROFILE = f"""
 INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (client, tnt_id) DO UPDATE SET
@@ -190,7 +191,10 @@ class SQLiteTx(WriteTx):
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._conn, client, id_kind, ids)
 
-    def save_profiles(self, profiles: Iterable[Profile]) -> None:
+    def insert_profiles(self, profiles: list[Profile]) -> None:
+        self._conn.executemany(INSERT_PROFILE, map(profile_values, profiles))
+
+    def save_profiles(self, profiles: list[Profile]) -> None:
         self._conn.executemany(UPSERT_PROFILE, map(profile_values, profiles))
 
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
