@@ -3,8 +3,10 @@
 Starts the service with its default settings on a fresh store, submits the standard batch over
 HTTP as a client does, polls until it is complete, and reports rows per second from the first
 byte sent to `complete`, for an insert pass (new profiles) and an update pass (the same ids
-again), the service's peak memory, and the naive floor: the same file parsed with the stdlib
-csv module and upserted with one executemany into a plain SQLite table.
+again), the service's peak memory, the naive floor (the same file parsed with the stdlib csv
+module and upserted with one executemany into a plain SQLite table), and the store floor: the
+time the store alone takes to look up and write the profiles the batch made, in the worker's
+chunks, which bounds what any worker could reach.
 
     bench/ingest [--preload 10000000] [--rows 500000] [--store postgresql://…] [--update-passes N]
 
@@ -21,8 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from service import Service, save
-from standard_batch import standard_batch
+from service import CLIENT, Service, fresh_store, save
+from standard_batch import standard_batch, visitor_id
+
+from profilestore.config import Settings
+from profilestore.store import open_store
+from profilestore.store.base import WriteTx
 
 
 def naive_floor(path: Path, db_path: Path) -> float:
@@ -42,6 +48,36 @@ def naive_floor(path: Path, db_path: Path) -> float:
     return time.perf_counter() - started
 
 
+def store_floor(source_url: str, target_url: str, rows: int) -> tuple[float, float]:
+    """Seconds the store alone takes for an insert and an update pass of the profiles the
+    batch made: chunk by chunk, the lookup by thirdPartyId and the write, as the worker does
+    them, with no line parsed and no rule applied. No worker, however fast, can beat it."""
+    source, target = open_store(source_url), open_store(target_url)
+    chunk_rows = Settings().chunk_rows
+    seconds = [0.0, 0.0]
+    try:
+        for n, write in enumerate(("insert_profiles", "save_profiles")):
+            for first in range(0, rows, chunk_rows):
+                ids = [visitor_id(i) for i in range(first, min(first + chunk_rows, rows))]
+                profiles = list(source.write(CLIENT, lambda tx: _by_id(tx, ids)).values())
+
+                def look_up_and_write(tx: WriteTx) -> None:
+                    _by_id(tx, ids)  # what the worker asks the store before it writes
+                    getattr(tx, write)(profiles)
+
+                started = time.perf_counter()
+                target.write(CLIENT, look_up_and_write, durable=False)
+                seconds[n] += time.perf_counter() - started
+    finally:
+        source.close()
+        target.close()
+    return seconds[0], seconds[1]
+
+
+def _by_id(tx: WriteTx, ids: list[str]) -> dict:
+    return tx.profiles_by(CLIENT, "thirdPartyId", ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000, help="rows of the standard batch")
@@ -53,8 +89,8 @@ def main() -> None:
         parser.error("--store takes a PostgreSQL URL; the default store is a fresh SQLite file")
     batch = standard_batch(args.rows).read_bytes()
 
-    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
-        service = Service(Path(tmp), args.store)
+    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp, fresh_store(Path(tmp), args.store) as url:
+        service = Service(Path(tmp), url)
         try:
             preload_seconds = 0.0
             for first in range(args.rows, args.rows + args.preload, args.rows):
@@ -72,6 +108,8 @@ def main() -> None:
             peak = service.peak_rss_mb()
         finally:
             service.stop()
+        with fresh_store(Path(tmp), args.store, "store-floor") as floor_url:
+            store_insert, store_update = store_floor(url, floor_url, args.rows)
         floor_insert = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
         floor_update = naive_floor(standard_batch(args.rows), Path(tmp) / "floor.db")
 
@@ -92,6 +130,9 @@ def main() -> None:
         "peakRssMB": round(peak),
         "floor": {"insertSeconds": round(floor_insert, 2), "updateSeconds": round(floor_update, 2)},
         "ratioToFloor": {"insert": round(insert_s / floor_insert, 2), "update": round(update_s / floor_update, 2)},
+        "storeFloor": {"insertSeconds": round(store_insert, 2), "updateSeconds": round(store_update, 2),
+                       "insertRowsPerSecond": round(args.rows / store_insert),
+                       "updateRowsPerSecond": round(args.rows / store_update)},
     }
     name = "ingest" + (f"-preload-{args.preload}" if args.preload else "") + ("-" + args.store.split(":")[0] if args.store else "")
     path = save(name, results)
@@ -100,6 +141,8 @@ def main() -> None:
     print(f"peak RSS:    {peak:>9,.0f} MB")
     print(f"naive floor: insert {floor_insert:.2f} s, update {floor_update:.2f} s; "
           f"ours / floor: {results['ratioToFloor']['insert']} and {results['ratioToFloor']['update']}")
+    print(f"store alone: insert {store_insert:.2f} s ({args.rows / store_insert:,.0f} rows/s), "
+          f"update {store_update:.2f} s ({args.rows / store_update:,.0f} rows/s): the bound for any worker")
     print(f"results: {path}")
 
 

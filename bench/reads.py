@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from service import CLIENT, Service, save
+from service import CLIENT, Service, fresh_store, save
 from standard_batch import standard_batch
 
 LUA = Path(__file__).parent / "fetch.lua"
@@ -63,8 +63,8 @@ def main() -> None:
         raise SystemExit("bench/reads needs wrk: apt-get install wrk")
     batch = standard_batch().read_bytes()
 
-    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp:
-        service = Service(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp, fresh_store(Path(tmp)) as store_url:
+        service = Service(Path(tmp), store_url)
         try:
             for first in range(0, args.profiles, 500_000):
                 service.apply(standard_batch(min(500_000, args.profiles - first), first).read_bytes())

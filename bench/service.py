@@ -9,7 +9,9 @@ import platform
 import sqlite3
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import psycopg
@@ -24,18 +26,29 @@ PROFILES_TABLE = """SELECT pg_table_size(relid) / 1048576, pg_indexes_size(relid
     n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'profiles'::regclass"""
 
 
-class Service:
-    """`profilestore serve` with its default settings on a fresh store: an SQLite file in
-    `folder`, or a new schema in the PostgreSQL database of `store`, dropped by stop()."""
+@contextmanager
+def fresh_store(folder: Path, database: str | None = None, name: str = "profilestore") -> Iterator[str]:
+    """The URL of an empty store: an SQLite file in `folder`, or a new schema of the PostgreSQL
+    `database`, dropped afterwards."""
+    if not database:
+        yield f"sqlite:///{folder / name / 'profilestore.db'}"
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema_url(database, schema)
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
-    def __init__(self, folder: Path, store: str | None = None):
-        self.schema = f"bench_{uuid.uuid4().hex[:12]}" if store else None
-        if self.schema:
-            with psycopg.connect(store, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {self.schema}")
-        self.database = store
-        url = schema_url(store, self.schema) if store else None
-        self.server = ServeProcess(url or f"sqlite:///{folder / 'data' / 'profilestore.db'}", folder)
+
+class Service:
+    """`profilestore serve` with its default settings on the store at `store_url`."""
+
+    def __init__(self, folder: Path, store_url: str):
+        self.store_url = store_url
+        self.server = ServeProcess(store_url, folder)
         self.server.start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=600)
@@ -67,11 +80,10 @@ class Service:
     def profiles_table(self) -> dict | None:
         """For a PostgreSQL store: the profiles table's size on disk and its row versions, as
         PostgreSQL's statistics tell them (they lag a second or so behind)."""
-        if not self.schema:
+        if not self.store_url.startswith("postgresql"):
             return None
         time.sleep(2)
-        url = self.server.store_url
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(self.store_url, autocommit=True) as conn:
             row = conn.execute(PROFILES_TABLE).fetchone()
         names = ("tableMB", "indexesMB", "liveRows", "deadRows", "updates", "hotUpdates")
         return dict(zip(names, row))
@@ -85,9 +97,6 @@ class Service:
 
     def stop(self) -> None:
         self.server.stop()
-        if self.schema:
-            with psycopg.connect(self.database, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
 
 
 def _peak_rss_kb(pid: int) -> int:

@@ -27,6 +27,11 @@ TIERS = ["bronze", "silver", "gold", "platinum"]
 EMPTY = 0.15
 
 
+def visitor_id(n: int) -> str:
+    """The thirdPartyId of the standard batch's row n (counting from 0)."""
+    return f"c{n:07d}"
+
+
 def rows(count: int, seed: int = SEED, first: int = 0):
     """The data lines, without line ends, for ids c{first} onwards."""
     rng = random.Random(seed + first)
@@ -42,7 +47,7 @@ def rows(count: int, seed: int = SEED, first: int = 0):
             str(rng.randint(0, 250_000)),
             f"{rng.randint(1000, 99999)}",
         ]
-        cells = [quote(f"c{n:07d}", safe="")]
+        cells = [quote(visitor_id(n), safe="")]
         cells += ["" if rng.random() < EMPTY else quote(v, safe="") for v in values]
         while cells[-1] == "":
             cells.pop()  # Target's ragged rows: trailing empty fields are left out
