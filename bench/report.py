@@ -111,7 +111,7 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
         if postgresql:
             left.axhline(80, color="#009988", linestyle="--", label="PostgreSQL insert target 80k")
             left.axhline(50, color="#33bbee", linestyle=":", label="PostgreSQL update target 50k")
-        left.set_ylabel("thousand rows/s, end to end")
+        left.set_ylabel("thousand rows/s")
         left.set_title("Bulk ingest of the standard batch")
         left.tick_params(axis="x", labelsize=8)
         left.legend(fontsize=7)

@@ -43,6 +43,16 @@ def test_writes_treat_an_expired_profile_as_gone(make_service):
     assert attributes(http, "c1") == {"city": "Rome"}, "a new profile, without the expired one's attributes"
 
 
+def test_a_pcid_row_starts_an_expired_profile_afresh_under_the_same_tntid(make_service):
+    # The expired row is deleted and the new one inserted with the same key, in one transaction.
+    clock = FakeClock()
+    http = make_service(clock=clock)
+    apply(http, "batch=pcId,city,tier\np1.01_0,Oslo,gold\n")
+    clock.advance(days=15)
+    assert apply(http, "batch=pcId,city\np1.01_0,Rome\n")["successfulUpdates"] == 1
+    assert attributes(http, "p1.01_0", by="tntId") == {"city": "Rome"}
+
+
 def test_the_worker_purges_expired_profiles_and_their_links(make_service):
     clock = FakeClock()
     http = make_service(clock=clock)

@@ -5,8 +5,9 @@ client run one at a time, as the rules above the store expect (a profile is read
 saved whole; a batch's cursor is checked and advanced), while other clients' writes go on in
 parallel. A transaction for no one client (the purge) locks each client it touches, in order.
 
-Bulk chunks reach the profiles table with one COPY into a temporary staging table and one
-INSERT … SELECT … ON CONFLICT, not statement by statement.
+Bulk chunks reach the profiles table in two statements at most, never one per row: new profiles
+with one COPY straight into it, changed ones with one COPY into a temporary staging table and
+one INSERT … SELECT … ON CONFLICT.
 
 Workers: a worker holds the batch it applies with a session advisory lock on a connection of
 its own, and other workers pass that batch by. If the worker dies, even by kill -9, PostgreSQL
