@@ -135,7 +135,7 @@ def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[l
 
 def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | RowFailure]:
     """parse_row of each (line number, raw line). Percent-decoding is most of the work, and
-    binascii does it in C, 20 times faster than urllib's unquote: all the lines at once, or one
+    binascii does it in C, 15 times faster than urllib's unquote: all the lines at once, or one
     by one if some line cannot be decoded. Lines that fail go through parse_row, which words
     the reason."""
     raws = [raw for _, raw in lines]
