@@ -22,7 +22,7 @@ def load(name: str) -> dict | None:
 
 def rate(results: dict, ingest_pass: str) -> str:
     """A pass's rate end to end, and what the store alone reached for it (the bound)."""
-    figures, floor = results[ingest_pass], results.get("storeFloor")
+    figures, floor = results[ingest_pass], results.get("storeAlone")
     text = f"{figures['rowsPerSecond']:,} rows/s ({figures['seconds']} s)"
     if floor:
         text += f"; the store alone: {floor[ingest_pass + 'RowsPerSecond']:,} rows/s ({floor[ingest_pass + 'Seconds']} s)"
@@ -103,7 +103,7 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
         at = range(len(bars))
         left.bar([x - 0.2 for x in at], [r[p]["rowsPerSecond"] / 1000 for r, p in bars.values()], width=0.4,
                  color="#4477aa", label="end to end")
-        left.bar([x + 0.2 for x in at], [r.get("storeFloor", {}).get(p + "RowsPerSecond", 0) / 1000 for r, p in bars.values()],
+        left.bar([x + 0.2 for x in at], [r.get("storeAlone", {}).get(p + "RowsPerSecond", 0) / 1000 for r, p in bars.values()],
                  width=0.4, color="#bbbbbb", label="the store alone (bound)")
         left.set_xticks(list(at), list(bars))
         left.axhline(150, color="#cc3311", linestyle="--", label="insert target 150k")

@@ -141,7 +141,7 @@ def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | Row
     raws = [raw for _, raw in lines]
     texts = _decode_together(raws) or [_decode_alone(raw) for raw in raws]
     key, names, width = header.key, header.names, header.width
-    keep_all = None not in names
+    keep_all = None not in names  # no comment column: dict(zip()) builds the attributes in C
     rows: list[Row | RowFailure] = []
     for (line_no, raw), text in zip(lines, texts):
         cells = text.split(",") if text is not None else None

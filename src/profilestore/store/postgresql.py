@@ -198,10 +198,11 @@ class PostgresTx(WriteTx):
         return _profiles_by(self._conn, client, id_kind, ids)
 
     def insert_profiles(self, profiles: list[Profile]) -> None:
-        if profiles:
-            with self._conn.cursor().copy(COPY_PROFILES) as copy:
-                for p in profiles:
-                    copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+        if not profiles:
+            return
+        with self._conn.cursor().copy(COPY_PROFILES) as copy:
+            for p in profiles:
+                copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
 
     def save_profiles(self, profiles: list[Profile]) -> None:
         if not profiles:
