@@ -22,10 +22,10 @@ def load(name: str) -> dict | None:
 
 def rate(results: dict, ingest_pass: str) -> str:
     """A pass's rate end to end, and what the store alone reached for it (the bound)."""
-    figures, floor = results[ingest_pass], results.get("storeAlone")
+    figures, alone = results[ingest_pass], results.get("storeAlone")
     text = f"{figures['rowsPerSecond']:,} rows/s ({figures['seconds']} s)"
-    if floor:
-        text += f"; the store alone: {floor[ingest_pass + 'RowsPerSecond']:,} rows/s ({floor[ingest_pass + 'Seconds']} s)"
+    if alone:
+        text += f"; the store alone: {alone[ingest_pass + 'RowsPerSecond']:,} rows/s ({alone[ingest_pass + 'Seconds']} s)"
     return text
 
 

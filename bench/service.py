@@ -12,10 +12,12 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
+from profilestore.store import POSTGRESQL_SCHEMES
 from profilestore.testing import ServeProcess, schema_url
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,7 +82,7 @@ class Service:
     def profiles_table(self) -> dict | None:
         """For a PostgreSQL store: the profiles table's size on disk and its row versions, as
         PostgreSQL's statistics tell them (they lag a second or so behind)."""
-        if not self.store_url.startswith("postgresql"):
+        if urlsplit(self.store_url).scheme not in POSTGRESQL_SCHEMES:
             return None
         time.sleep(2)
         with psycopg.connect(self.store_url, autocommit=True) as conn:

@@ -145,7 +145,7 @@ def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | Row
     rows: list[Row | RowFailure] = []
     for (line_no, raw), text in zip(lines, texts):
         cells = text.split(",") if text is not None else None
-        if cells and _MARK in text:
+        if cells and NUL in text:
             cells = [_unmark(cell) for cell in cells]
         if cells is None or len(cells) > width or id_problem(key, cells[0]):
             rows.append(parse_row(header, line_no, raw))
@@ -158,12 +158,11 @@ def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | Row
 
 # Escapes of the characters that separate cells and lines stand in for them while lines are
 # decoded together: NUL then a letter, since no decoded text holds NUL (see _decode_together).
-_MARK = "\x00"
 _STRUCTURAL_ESCAPES = ((b"%2C", b"\x00c"), (b"%2c", b"\x00c"), (b"%0A", b"\x00n"), (b"%0a", b"\x00n"))
 
 
 def _unmark(cell: str) -> str:
-    return cell.replace("\x00c", ",").replace("\x00n", "\n") if _MARK in cell else cell
+    return cell.replace("\x00c", ",").replace("\x00n", "\n") if NUL in cell else cell
 
 
 def _decode_together(raws: list[bytes]) -> list[str] | None:
