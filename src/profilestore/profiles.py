@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .batchfile import NUL
 from .errors import Rejected
 from .ids import iso_ms, new_tnt_id
-from .store.base import Attribute, Profile, Store, WriteTx
+from .store.base import MODIFIED_MS, ORDER, VALUE, Profile, Store, WriteTx
 
 DAY_MS = 86_400_000
 
@@ -45,12 +45,14 @@ def check_size(profile: Profile, max_bytes: int, changes: dict[str, str] | None 
     Unlike Target, which silently drops the oldest attributes, the write is refused."""
     if not max_bytes:
         return
-    values = {**{n: a.value for n, a in profile.attributes.items()}, **(changes or {})}
-    # A character is at most 4 bytes in UTF-8: most profiles are far enough under the cap that
-    # counting characters (free in Python) settles it without encoding anything.
-    if 4 * sum(len(name) + len(value) for name, value in values.items()) <= max_bytes:
+    changes = changes or {}
+    # A character is at most 4 bytes in UTF-8, and counting the values being replaced as well
+    # only adds: most profiles are far enough under the cap that this bound settles it without
+    # building or encoding anything.
+    chars = sum(len(name) + len(a[VALUE]) for name, a in profile.attributes.items())
+    if 4 * (chars + sum(len(name) + len(value) for name, value in changes.items())) <= max_bytes:
         return
-    size = profile_bytes(values)
+    size = profile_bytes({**{name: a[VALUE] for name, a in profile.attributes.items()}, **changes})
     if size > max_bytes:
         raise ProfileTooLarge(size, max_bytes)
 
@@ -62,13 +64,13 @@ def set_attributes(profile: Profile, values: dict[str, str], now: int, order: in
     attributes = profile.attributes
     changes = {
         name: value for name, value in values.items()
-        if value != "" and (name not in attributes or attributes[name].order <= order)
+        if value != "" and (name not in attributes or attributes[name][ORDER] <= order)
     }  # fmt: skip
     if not changes:
         return False
     check_size(profile, max_bytes, changes)
     for name, value in changes.items():
-        attributes[name] = Attribute(value, now, order)
+        attributes[name] = [value, now, order]
     profile.modified_ms = now
     return True
 
@@ -165,7 +167,7 @@ def _differ(a: str | None, b: str | None) -> bool:
 
 
 def attributes_json(profile: Profile) -> dict:
-    return {name: {"value": a.value, "modifiedAt": iso_ms(a.modified_ms)} for name, a in profile.attributes.items()}
+    return {name: {"value": a[VALUE], "modifiedAt": iso_ms(a[MODIFIED_MS])} for name, a in profile.attributes.items()}
 
 
 def profile_json(profile: Profile) -> dict:

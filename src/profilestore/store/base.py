@@ -26,11 +26,12 @@ class StoreError(Exception):
 ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
 
 
-@dataclass(slots=True)
-class Attribute:
-    value: str  # values are strings, as in Target
-    modified_ms: int
-    order: int  # the acceptance order of the write that set it (see profiles.write_order)
+# An attribute is the list [value, modified_ms, order]: its value (a string, as in Target), its
+# last write, and the acceptance order of that write (see profiles.batch_write_order). A list,
+# the shape it has in the stores' JSON, because a batch decodes and encodes millions of them:
+# with no object to build per attribute, that costs a third as much.
+Attribute = list
+VALUE, MODIFIED_MS, ORDER = range(3)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from typing import Iterable
 
 import orjson
 
-from .base import Attribute, Batch, Profile
+from .base import Batch, Profile
 
 BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]  # seq is the store's to number
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
@@ -22,7 +22,7 @@ def batch_values(batch: Batch) -> tuple:
 
 def profile_values(p: Profile) -> tuple:
     """The profile's PROFILE_COLUMNS, in order."""
-    attributes = orjson.dumps({name: (a.value, a.modified_ms, a.order) for name, a in p.attributes.items()}).decode()
+    attributes = orjson.dumps(p.attributes).decode()
     return p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, attributes, p.active_ms
 
 
@@ -33,7 +33,7 @@ def profiles_by_asked(rows: Iterable) -> dict[str, Profile]:
     by_tnt_id: dict[str, Profile] = {}
     for asked, client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms in rows:
         if tnt_id not in by_tnt_id:
-            stored = {name: Attribute(*value) for name, value in orjson.loads(attributes).items()}
+            stored = orjson.loads(attributes)
             by_tnt_id[tnt_id] = Profile(client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, stored, active_ms)
         found[asked] = by_tnt_id[tnt_id]
     return found
