@@ -26,6 +26,7 @@ from dataclasses import astuple
 from importlib import resources
 from typing import Callable, Iterable, Iterator
 
+import orjson
 import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
@@ -61,7 +62,7 @@ DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM
 # Each takes (client, array of ids) and returns (id asked for, profile columns...). The LATERAL
 # subquery with its LIMIT makes every id one index probe; a plain join lets the planner hash
 # the client's whole table for a few thousand ids.
-_ASKED = f"""SELECT asked, p.* FROM unnest(%(ids)s::text[]) AS asked
+_ASKED = f"""SELECT asked, p.* FROM json_array_elements_text(%(ids)s::json) AS asked
     CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS.replace("attributes", "attributes::text")}
                         FROM profiles WHERE client = %(client)s AND"""
 SELECT_PROFILES_BY = {
@@ -74,7 +75,7 @@ SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
 # The staging table lives as long as its connection and is emptied by every commit.
 CREATE_STAGING = """CREATE TEMPORARY TABLE IF NOT EXISTS profiles_staging
     (LIKE profiles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
-COPY_STAGING = f"COPY profiles_staging ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
+COPY_STAGING = f"COPY profiles_staging ({PROFILE_COLUMNS}, active_hour) FROM STDIN (FORMAT BINARY)"
 MERGE_STAGING = f"""
 INSERT INTO profiles ({PROFILE_COLUMNS}, active_hour) SELECT {PROFILE_COLUMNS}, active_hour FROM profiles_staging
 ON CONFLICT (client, tnt_id) DO UPDATE SET
@@ -86,7 +87,10 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
     active_ms = excluded.active_ms,
     active_hour = excluded.active_hour
 """
-COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
+COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN (FORMAT BINARY)"
+# Binary COPY: PostgreSQL reads numbers as they are instead of parsing text; a json value's
+# binary form is its text.
+PROFILE_COPY_TYPES = ["text", "text", "int8", "int8", "text", "text", "text", "int8", "int8"]
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
 INSERT_MERGED_ID = """INSERT INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (%s, %s, %s)
@@ -164,7 +168,7 @@ def _pending(conn: psycopg.Connection) -> list[int]:
 
 
 def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": list(ids)}))
+    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": orjson.dumps(list(ids)).decode()}))
 
 
 class PostgresTx(WriteTx):
@@ -201,6 +205,7 @@ class PostgresTx(WriteTx):
         if not profiles:
             return
         with self._conn.cursor().copy(COPY_PROFILES) as copy:
+            copy.set_types(PROFILE_COPY_TYPES)
             for p in profiles:
                 copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
 
@@ -210,6 +215,7 @@ class PostgresTx(WriteTx):
         cursor = self._conn.cursor()
         cursor.execute(CREATE_STAGING)
         with cursor.copy(COPY_STAGING) as copy:
+            copy.set_types(PROFILE_COPY_TYPES)
             for p in profiles:
                 copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
         cursor.execute(MERGE_STAGING)
