@@ -59,9 +59,10 @@ SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = 
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = %s)
     AND id = ANY(%s)"""
 
-# Each takes (client, array of ids) and returns (id asked for, profile columns...). The LATERAL
-# subquery with its LIMIT makes every id one index probe; a plain join lets the planner hash
-# the client's whole table for a few thousand ids.
+# Each takes (client, the ids as one JSON array) and returns (id asked for, profile columns...).
+# The LATERAL subquery with its LIMIT makes every id one index probe; a plain join lets the
+# planner hash the client's whole table for a few thousand ids. JSON, because orjson writes
+# the array in C where psycopg builds a text[] parameter in Python.
 _ASKED = f"""SELECT asked, p.* FROM json_array_elements_text(%(ids)s::json) AS asked
     CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS.replace("attributes", "attributes::text")}
                         FROM profiles WHERE client = %(client)s AND"""
@@ -168,7 +169,8 @@ def _pending(conn: psycopg.Connection) -> list[int]:
 
 
 def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], {"client": client, "ids": orjson.dumps(list(ids)).decode()}))
+    query = {"client": client, "ids": orjson.dumps(list(ids)).decode()}
+    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], query))
 
 
 class PostgresTx(WriteTx):
