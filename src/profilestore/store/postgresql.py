@@ -89,8 +89,8 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
     active_hour = excluded.active_hour
 """
 COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN (FORMAT BINARY)"
-# Binary COPY: PostgreSQL reads numbers as they are instead of parsing text; a json value's
-# binary form is its text.
+# Binary COPY: PostgreSQL reads numbers as they are instead of parsing text. The types of
+# PROFILE_COLUMNS and active_hour, in order; a json value's binary form is its text.
 PROFILE_COPY_TYPES = ["text", "text", "int8", "int8", "text", "text", "text", "int8", "int8"]
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
