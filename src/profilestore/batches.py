@@ -122,7 +122,8 @@ class BatchService:
             outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
             failures = [FailedRow(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
             failures += outcome.failures
-            tx.add_failed_rows(current.seq, failures)
+            if failures:
+                tx.add_failed_rows(current.seq, failures)
             done = cursor >= current.payload_bytes
             updated = replace(
                 current,
