@@ -2,7 +2,7 @@
 
 Loads 1,000,000 profiles through the bulk API, then drives the Profile Fetch API with wrk (a
 separate load process, keep-alive connections, random ids): first idle, then while the
-standard batch is being applied. Last, the time from a 1-row batch being accepted to its row
+standard batch is being applied (sent twice, so that it outlasts the measurement). Last, the time from a 1-row batch being accepted to its row
 being visible through the fetch API, over many tries.
 
     bench/reads [--profiles 1000000] [--seconds 10] [--connections 16]
@@ -72,12 +72,14 @@ def main() -> None:
             idle = wrk(service.url, args.seconds, args.connections, args.profiles)
             print(f"idle:          {idle['requestsPerSecond']:>7,} req/s  p50 {idle['p50Ms']} ms  p99 {idle['p99Ms']} ms  "
                   f"p99.9 {idle['p999Ms']} ms", flush=True)
-            batch_id, _ = service.submit(batch)
+            # The batch twice, applied back to back: once no longer outlasts the measurement.
+            batch_ids = [service.submit(batch)[0] for _ in range(2)]
             busy = wrk(service.url, args.seconds, args.connections, args.profiles)
-            busy["batchStillApplying"] = service.http.get(f"/api/batches/{batch_id}").json()["status"] == "incomplete"
+            busy["batchStillApplying"] = service.http.get(f"/api/batches/{batch_ids[-1]}").json()["status"] == "incomplete"
             print(f"during batch:  {busy['requestsPerSecond']:>7,} req/s  p50 {busy['p50Ms']} ms  p99 {busy['p99Ms']} ms  "
                   f"p99.9 {busy['p999Ms']} ms  (batch still applying at the end: {busy['batchStillApplying']})", flush=True)
-            service.wait(batch_id)
+            for batch_id in batch_ids:
+                service.wait(batch_id)
             visible = visibility(service, args.tries)
             print(f"1-row batch visible after: p50 {visible['p50Ms']} ms, p99 {visible['p99Ms']} ms, max {visible['maxMs']} ms")
         finally:
