@@ -2,8 +2,9 @@
 
 Loads 1,000,000 profiles through the bulk API, then drives the Profile Fetch API with wrk (a
 separate load process, keep-alive connections, random ids): first idle, then while the
-standard batch is being applied (sent twice, so that it outlasts the measurement). Last, the time from a 1-row batch being accepted to its row
-being visible through the fetch API, over many tries.
+standard batch is being applied (sent twice, so that it outlasts the measurement). Last, the
+time from a 1-row batch being accepted to its row being visible through the fetch API, over
+many tries.
 
     bench/reads [--profiles 1000000] [--seconds 10] [--connections 16]
 """
