@@ -18,7 +18,7 @@ class Settings:
     max_batch_bytes: int = 50 * MB  # Target: files must be under 50 MB
     max_batch_rows: int = 500_000  # Target: at most 500,000 rows per upload
     # Rows applied per transaction. A chunk's rows and profiles then fit in the processor's caches:
-    # with 5,000, the update pass of bench/ingest ran 25-35 % slower on both stores.
+    # with 5,000, the update pass ran 20-35 % slower on both stores (the two sizes measured in turn).
     chunk_rows: int = 1_000
     run_worker: bool = True  # `serve` applies batches itself unless told another process does
     worker_poll_seconds: float = 0.5  # how often a worker looks for batches accepted by other processes
