@@ -64,14 +64,23 @@ class Service:
             raise SystemExit(f"the batch was refused: {answer.status_code} {answer.text}")
         return answer.text.split("<batchId>")[1].split("</batchId>")[0], started
 
-    def wait(self, batch_id: str, poll: float = 0.02) -> dict:
+    def wait(self, batch_id: str, poll: float = 0.02, most: float = 0.5) -> dict:
+        """The batch's record once it is complete. Polls every `poll` seconds near the end and
+        less often before. Polling every 20 ms all along loaded the machine being measured: for
+        an insert pass of the standard batch it cost `serve` and this client 3.3-3.8 s of CPU
+        time instead of 0.7-0.8, and 10-30 % of the rate (the two ways in turn, twice)."""
+        first = None
         while True:
             record = self.http.get(f"/api/batches/{batch_id}").json()
             if record["status"] != "incomplete":
                 if record["status"] != "complete":
                     raise SystemExit(f"batch {batch_id} is {record['status']}: {record['stuckReason']}")
                 return record
-            time.sleep(poll)
+            now, done = time.perf_counter(), record["consumedCount"]
+            first = first or (now, done)
+            rate = (done - first[1]) / (now - first[0]) if now > first[0] else 0
+            left = (record["batchSize"] - done) / rate if rate else most
+            time.sleep(min(most, max(poll, left / 2)))  # half the time the rest should take
 
     def apply(self, body: bytes) -> tuple[dict, float]:
         """The batch's record and its end-to-end seconds, first byte sent to complete."""
