@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
@@ -73,8 +74,8 @@ SELECT_PROFILES_BY = {
     "marketingCloudVisitorId": f"{_ASKED} mcvid = asked LIMIT 1) p",
 }
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
-# The staging table lives as long as its connection and is emptied by every commit.
-CREATE_STAGING = """CREATE TEMPORARY TABLE IF NOT EXISTS profiles_staging
+# The staging table lives as long as its connection (made with it) and is emptied by every commit.
+CREATE_STAGING = """CREATE TEMPORARY TABLE profiles_staging
     (LIKE profiles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
 COPY_STAGING = f"COPY profiles_staging ({PROFILE_COLUMNS}, active_hour) FROM STDIN (FORMAT BINARY)"
 MERGE_STAGING = f"""
@@ -116,6 +117,11 @@ UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, 
 # different schemas of one database (the test suite's) never block each other.
 LOCK_NAMESPACES = "SELECT hashtext('profilestore clients ' || s), hashtext('profilestore batches ' || s) FROM current_schema() s"
 LOCK_CLIENT = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+# A write transaction's opening statements, sent together (the simple query protocol takes
+# several when they carry no parameters): a chunk of a batch is a few round trips in all.
+BEGIN = "BEGIN"
+BEGIN_REDOABLE = "BEGIN; SET LOCAL synchronous_commit = off"
+LOCK_CLIENT_LITERAL = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext({}))")
 TRY_HOLD_BATCH = "SELECT pg_try_advisory_lock(%s, %s)"
 RELEASE_BATCH = "SELECT pg_advisory_unlock(%s, %s)"
 
@@ -160,6 +166,19 @@ def _connect(url: str) -> psycopg.Connection:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as e:
         raise StoreError(f"cannot connect to PostgreSQL: {e}".strip()) from None
+
+
+def _roll_back(conn: psycopg.Connection) -> None:
+    """Roll back after an error without hiding it; a connection too broken for that is one the
+    pool drops when it comes back."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass
+
+
+def _create_staging(conn: psycopg.Connection) -> None:
+    conn.execute(CREATE_STAGING)
 
 
 def _pending(conn: psycopg.Connection) -> list[int]:
@@ -215,7 +234,6 @@ class PostgresTx(WriteTx):
         if not profiles:
             return
         cursor = self._conn.cursor()
-        cursor.execute(CREATE_STAGING)
         with cursor.copy(COPY_STAGING) as copy:
             copy.set_types(PROFILE_COPY_TYPES)
             for p in profiles:
@@ -276,20 +294,29 @@ class PostgresStore(Store):
             self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
         self._pool = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, open=True,
-            name="profilestore",
+            name="profilestore", configure=_create_staging,
         )  # fmt: skip
         self._closed = False
 
     # -- writes -------------------------------------------------------------------------------
 
     def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
-        with self._pool.connection() as conn, conn.transaction():
-            if not durable:
-                conn.execute("SET LOCAL synchronous_commit = off")
-            tx = PostgresTx(conn, self._client_namespace)
-            if client is not None:
-                tx.lock_client(client)
-            return fn(tx)
+        with self._pool.connection() as conn:
+            conn.execute(self._opening(client, durable))
+            try:
+                result = fn(PostgresTx(conn, self._client_namespace))
+            except BaseException:
+                _roll_back(conn)
+                raise
+            conn.commit()
+            return result
+
+    def _opening(self, client: str | None, durable: bool) -> sql.Composable:
+        """BEGIN, the commit mode and the client's lock, as one statement text."""
+        statements = [sql.SQL(BEGIN if durable else BEGIN_REDOABLE)]
+        if client is not None:
+            statements.append(LOCK_CLIENT_LITERAL.format(self._client_namespace, client))
+        return sql.SQL("; ").join(statements)
 
     # -- the worker's batch -------------------------------------------------------------------
 
