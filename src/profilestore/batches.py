@@ -108,10 +108,14 @@ class BatchService:
         lines, end, end_line = take_lines(payload, cursor, cursor_line, max_rows)
         return Chunk(parse_rows(header, lines), cursor, end, end_line)
 
-    def apply_chunk(self, batch: Batch, header: Header, chunk: Chunk, held_reason: str | None = None) -> Batch:
+    def apply_chunk(
+        self, batch: Batch, header: Header, chunk: Chunk, held_reason: str | None = None,
+        meanwhile: Callable[[], object] = lambda: None,
+    ) -> Batch:  # fmt: skip
         """Apply the chunk in one transaction that also advances the batch's cursor. If the
         cursor is not where the chunk starts (another worker moved it), nothing is applied and
-        the batch as it is now is returned."""
+        the batch as it is now is returned. `meanwhile` runs once the chunk's profiles are
+        handed to the store, while it may still be writing them (see WriteTx)."""
         rows, cursor, cursor_line = chunk.rows, chunk.end, chunk.end_line
         now = self.clock()
 
@@ -120,6 +124,7 @@ class BatchService:
             if current.cursor != chunk.start or current.state in (COMPLETE, STUCK):
                 return current
             outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
+            meanwhile()
             failures = [FailedRow(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
             failures += outcome.failures
             if failures:

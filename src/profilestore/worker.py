@@ -19,8 +19,8 @@ import sys
 import threading
 from typing import Callable
 
-from .batches import BatchService, id_of
-from .batchfile import parse_header
+from .batches import BatchService, Chunk, id_of
+from .batchfile import Header, parse_header
 from .errors import Rejected
 from .limits import active_window, parse_windows, pause_after
 from .store.base import COMPLETE, STUCK
@@ -90,31 +90,41 @@ class Worker:
         except Rejected as e:
             self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
             return
+        chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
         while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
-            chunk = self.batches.read_chunk(header, payload, batch.cursor, batch.cursor_line, self._chunk_rows())
+            following: list[Chunk] = []  # read while the store writes this chunk
+
+            def read_following(chunk: Chunk = chunk) -> None:
+                following.append(self._read_chunk(header, payload, chunk.end, chunk.end_line))
+
             try:
-                batch = self._apply_chunk(batch, header, chunk)
+                batch = self._apply_chunk(batch, header, chunk, read_following)
             except Exception as e:  # a store or programming error: retry, then call it stuck
                 log.exception("applying a chunk of batch %s failed", id_of(batch))
                 batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
                 self._stop.wait(1.0)
+            if following and following[0].start == batch.cursor:
+                chunk = following[0]
+            else:  # a failed attempt, or another worker moved the cursor
+                chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
 
-    def _chunk_rows(self) -> int:
-        """Rows per chunk: fewer inside an ingestion window, to hold its rate."""
+    def _read_chunk(self, header: Header, payload: bytes, cursor: int, cursor_line: int) -> Chunk:
+        """The chunk from the cursor on: fewer rows inside an ingestion window, to hold its rate."""
         window = active_window(self.windows, self.batches.clock())
         rows = self.batches.settings.chunk_rows
-        return rows if window is None else min(rows, window.rows_per_second)
+        rows = rows if window is None else min(rows, window.rows_per_second)
+        return self.batches.read_chunk(header, payload, cursor, cursor_line, rows)
 
-    def _apply_chunk(self, batch, header, chunk):
+    def _apply_chunk(self, batch, header, chunk, meanwhile):
         """Apply one chunk; inside an ingestion window, then pause to hold its rate."""
         clock = self.batches.clock
         window = active_window(self.windows, clock())
         if window is None:
-            return self.batches.apply_chunk(batch, header, chunk)
+            return self.batches.apply_chunk(batch, header, chunk, meanwhile=meanwhile)
         started = clock()
-        applied = self.batches.apply_chunk(batch, header, chunk, window.reason())
+        applied = self.batches.apply_chunk(batch, header, chunk, window.reason(), meanwhile)
         self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
         return applied
 

@@ -99,7 +99,11 @@ class FailedRow:
 
 
 class WriteTx(ABC):
-    """Operations inside one write transaction; all of them commit together or not at all."""
+    """Operations inside one write transaction; all of them commit together or not at all.
+
+    save_profiles and insert_profiles may return while the database is still writing: the
+    transaction's next operation, or its commit, waits for that (and raises its error, which
+    rolls the whole transaction back). The caller can work on something else meanwhile."""
 
     @abstractmethod
     def insert_batch(self, batch: Batch, payload: bytes) -> int:

@@ -7,7 +7,8 @@ parallel. A transaction for no one client (the purge) locks each client it touch
 
 Bulk chunks reach the profiles table in two statements at most, never one per row: new profiles
 with one COPY straight into it, changed ones with one COPY into a temporary staging table and
-one INSERT … SELECT … ON CONFLICT.
+one INSERT … SELECT … ON CONFLICT. The last of these is left running while the worker reads its
+next chunk; the transaction's next statement waits for it.
 
 Workers: a worker holds the batch it applies with a session advisory lock on a connection of
 its own, and other workers pass that batch by. If the worker dies, even by kill -9, PostgreSQL
@@ -21,7 +22,7 @@ processes starting at once apply each exactly once.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
 from importlib import resources
 from typing import Callable, Iterable, Iterator
@@ -89,9 +90,11 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
     active_ms = excluded.active_ms,
     active_hour = excluded.active_hour
 """
-COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN (FORMAT BINARY)"
-# Binary COPY: PostgreSQL reads numbers as they are instead of parsing text. The types of
-# PROFILE_COLUMNS and active_hour, in order; a json value's binary form is its text.
+# In text format: PostgreSQL inserts such rows as they arrive, while the worker reads on; binary
+# rows it held until the COPY ended (measured: waiting for the end took as long after a pause).
+COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
+# Binary COPY into staging: PostgreSQL reads numbers as they are instead of parsing text. The
+# types of PROFILE_COLUMNS and active_hour, in order; a json value's binary form is its text.
 PROFILE_COPY_TYPES = ["text", "text", "int8", "int8", "text", "text", "text", "int8", "int8"]
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
@@ -149,13 +152,13 @@ def migrate(url: str) -> list[str]:
     with _connect(url) as conn:
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
             raise StoreError("no schema of the search_path exists in the database; create it first")
-        for version, name, sql in migrations():
+        for version, name, script in migrations():
             with conn.transaction():
                 conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
                 conn.execute(MIGRATIONS_TABLE)
                 if version in {row[0] for row in conn.execute(SELECT_APPLIED)}:
                     continue
-                conn.execute(sql)
+                conn.execute(script)
                 conn.execute(INSERT_APPLIED, (version, name))
                 applied.append(f"{version:04d}_{name}")
     return applied
@@ -196,91 +199,107 @@ class PostgresTx(WriteTx):
     def __init__(self, conn: psycopg.Connection, client_namespace: int):
         self._conn = conn
         self._client_namespace = client_namespace
+        # The last bulk write, left running while the caller works on (see WriteTx): a COPY
+        # whose rows are all sent, or a pipeline that holds the merge of the staging table.
+        self._running = ExitStack()
+
+    @property
+    def _db(self) -> psycopg.Connection:
+        """The connection, once the last bulk write has finished."""
+        self._running.close()
+        return self._conn
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Wait for the last bulk write, or, after an error, abandon it."""
+        if error is None:
+            self._running.close()
+        else:
+            self._running.__exit__(type(error), error, error.__traceback__)
 
     def lock_client(self, client: str) -> None:
-        self._conn.execute(LOCK_CLIENT, (self._client_namespace, client))
+        self._db.execute(LOCK_CLIENT, (self._client_namespace, client))
 
     def insert_batch(self, batch: Batch, payload: bytes) -> int:
-        seq = self._conn.execute(INSERT_BATCH, batch_values(batch)).fetchone()[0]
-        self._conn.execute(INSERT_PAYLOAD, (seq, payload))
+        seq = self._db.execute(INSERT_BATCH, batch_values(batch)).fetchone()[0]
+        self._db.execute(INSERT_PAYLOAD, (seq, payload))
         return seq
 
     def batch(self, seq: int) -> Batch | None:
-        return self._conn.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
+        return self._db.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
 
     def update_batch(self, batch: Batch) -> None:
-        self._conn.execute(UPDATE_BATCH, (*batch_values(batch), batch.seq))
+        self._db.execute(UPDATE_BATCH, (*batch_values(batch), batch.seq))
 
     def drop_payload(self, seq: int) -> None:
-        self._conn.execute(DELETE_PAYLOAD, (seq,))
+        self._db.execute(DELETE_PAYLOAD, (seq,))
 
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
-        with self._conn.cursor().copy(COPY_FAILED_ROWS) as copy:
+        with self._db.cursor().copy(COPY_FAILED_ROWS) as copy:
             for r in rows:
                 copy.write_row((seq, r.line, r.id, r.reason, r.raw))
 
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-        return _profiles_by(self._conn, client, id_kind, ids)
+        return _profiles_by(self._db, client, id_kind, ids)
 
     def insert_profiles(self, profiles: list[Profile]) -> None:
         if not profiles:
             return
-        with self._conn.cursor().copy(COPY_PROFILES) as copy:
-            copy.set_types(PROFILE_COPY_TYPES)
-            for p in profiles:
-                copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+        copy = self._running.enter_context(self._db.cursor().copy(COPY_PROFILES))
+        for p in profiles:
+            copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
 
     def save_profiles(self, profiles: list[Profile]) -> None:
         if not profiles:
             return
-        cursor = self._conn.cursor()
+        cursor = self._db.cursor()
         with cursor.copy(COPY_STAGING) as copy:
             copy.set_types(PROFILE_COPY_TYPES)
             for p in profiles:
                 copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+        self._running.enter_context(self._conn.pipeline())  # sent now, its result awaited later
         cursor.execute(MERGE_STAGING)
 
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
-        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
-        self._conn.execute(REPOINT_MERGED_IDS, (into_tnt_id, client, tnt_id))
-        self._conn.execute(INSERT_MERGED_ID, (client, tnt_id, into_tnt_id))
+        self._db.execute(DELETE_PROFILE, (client, tnt_id))
+        self._db.execute(REPOINT_MERGED_IDS, (into_tnt_id, client, tnt_id))
+        self._db.execute(INSERT_MERGED_ID, (client, tnt_id, into_tnt_id))
 
     def delete_profile(self, client: str, tnt_id: str) -> None:
-        self._conn.execute(DELETE_PROFILE, (client, tnt_id))
-        self._conn.execute(DELETE_MERGED_INTO, (client, [tnt_id]))
+        self._db.execute(DELETE_PROFILE, (client, tnt_id))
+        self._db.execute(DELETE_MERGED_INTO, (client, [tnt_id]))
 
     def purge_inactive(self, active_before_ms: int, limit: int) -> int:
         query = {"hour": active_before_ms // HOUR_MS, "before": active_before_ms, "limit": limit}
         by_client: dict[str, list[str]] = {}
-        for client, tnt_id in self._conn.execute(SELECT_INACTIVE, query):
+        for client, tnt_id in self._db.execute(SELECT_INACTIVE, query):
             by_client.setdefault(client, []).append(tnt_id)
         purged = 0
         for client in sorted(by_client):  # one order for every purging worker: no deadlock
             self.lock_client(client)
             # Checked again under the lock: a write may have just made the profile active.
-            deleted = [row[0] for row in self._conn.execute(DELETE_INACTIVE, (client, by_client[client], active_before_ms))]
-            self._conn.execute(DELETE_MERGED_INTO, (client, deleted))
+            deleted = [row[0] for row in self._db.execute(DELETE_INACTIVE, (client, by_client[client], active_before_ms))]
+            self._db.execute(DELETE_MERGED_INTO, (client, deleted))
             purged += len(deleted)
         return purged
 
     def delete_failed_rows(self, client: str, ids: Iterable[str]) -> int:
-        return self._conn.execute(DELETE_FAILED_ROWS_OF, (client, list(ids))).rowcount
+        return self._db.execute(DELETE_FAILED_ROWS_OF, (client, list(ids))).rowcount
 
     def last_batch_seq(self) -> int:
-        return self._conn.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
+        return self._db.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
 
     def rows_accepted_since(self, client: str, since_ms: int) -> int:
-        return self._conn.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
+        return self._db.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
 
     def save_client(self, config: ClientConfig) -> None:
         values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
-        self._conn.execute(UPSERT_CLIENT, values)
+        self._db.execute(UPSERT_CLIENT, values)
 
     def save_token(self, token: Token) -> None:
-        self._conn.execute(UPSERT_TOKEN, astuple(token))
+        self._db.execute(UPSERT_TOKEN, astuple(token))
 
     def tokens(self, client: str) -> list[Token]:
-        return [Token(*row) for row in self._conn.execute(SELECT_TOKENS, (client,))]
+        return [Token(*row) for row in self._db.execute(SELECT_TOKENS, (client,))]
 
 
 class PostgresStore(Store):
@@ -303,9 +322,12 @@ class PostgresStore(Store):
     def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
         with self._pool.connection() as conn:
             conn.execute(self._opening(client, durable))
+            tx = PostgresTx(conn, self._client_namespace)
             try:
-                result = fn(PostgresTx(conn, self._client_namespace))
-            except BaseException:
+                result = fn(tx)
+                tx.end()
+            except BaseException as error:
+                tx.end(error)
                 _roll_back(conn)
                 raise
             conn.commit()
