@@ -21,9 +21,10 @@ def load(name: str) -> dict | None:
 
 
 def rate(results: dict, ingest_pass: str) -> str:
-    """A pass's rate end to end, and what the store alone reached for it (the bound)."""
+    """A pass's rate end to end, its time against the naive floor's in the same run (this
+    machine's speed varies from hour to hour), and what the store alone reached (the bound)."""
     figures, alone = results[ingest_pass], results.get("storeAlone")
-    text = f"{figures['rowsPerSecond']:,} rows/s ({figures['seconds']} s)"
+    text = f"{figures['rowsPerSecond']:,} rows/s ({figures['seconds']} s, {results['ratioToFloor'][ingest_pass]} × the floor)"
     if alone:
         text += f"; the store alone: {alone[ingest_pass + 'RowsPerSecond']:,} rows/s ({alone[ingest_pass + 'Seconds']} s)"
     return text

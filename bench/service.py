@@ -67,7 +67,7 @@ class Service:
     def wait(self, batch_id: str, poll: float = 0.02, most: float = 0.5) -> dict:
         """The batch's record once it is complete. Polls every `poll` seconds near the end and
         less often before. Polling every 20 ms all along loaded the machine being measured: for
-        an insert pass of the standard batch it cost `serve` and this client 3.3-3.8 s of CPU
+        an insert pass of the standard batch it cost `serve` and this client 3.9-4.2 s of CPU
         time instead of 0.7-0.8, and 10-30 % of the rate (the two ways in turn, twice)."""
         first = None
         while True:
