@@ -119,12 +119,12 @@ UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, 
 # Advisory lock keys are (namespace, key) pairs; the namespaces include the schema, so stores in
 # different schemas of one database (the test suite's) never block each other.
 LOCK_NAMESPACES = "SELECT hashtext('profilestore clients ' || s), hashtext('profilestore batches ' || s) FROM current_schema() s"
-LOCK_CLIENT = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-# A write transaction's opening statements, sent together (the simple query protocol takes
-# several when they carry no parameters): a chunk of a batch is a few round trips in all.
+# Values written in, not parameters: a write transaction's opening statements are sent together
+# (the simple query protocol takes several when they carry none), so that a chunk of a batch is
+# a few round trips in all.
+LOCK_CLIENT = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext({}))")
 BEGIN = "BEGIN"
 BEGIN_REDOABLE = "BEGIN; SET LOCAL synchronous_commit = off"
-LOCK_CLIENT_LITERAL = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext({}))")
 TRY_HOLD_BATCH = "SELECT pg_try_advisory_lock(%s, %s)"
 RELEASE_BATCH = "SELECT pg_advisory_unlock(%s, %s)"
 
@@ -217,7 +217,7 @@ class PostgresTx(WriteTx):
             self._running.__exit__(type(error), error, error.__traceback__)
 
     def lock_client(self, client: str) -> None:
-        self._db.execute(LOCK_CLIENT, (self._client_namespace, client))
+        self._db.execute(LOCK_CLIENT.format(self._client_namespace, client))
 
     def insert_batch(self, batch: Batch, payload: bytes) -> int:
         seq = self._db.execute(INSERT_BATCH, batch_values(batch)).fetchone()[0]
@@ -337,7 +337,7 @@ class PostgresStore(Store):
         """BEGIN, the commit mode and the client's lock, as one statement text."""
         statements = [sql.SQL(BEGIN if durable else BEGIN_REDOABLE)]
         if client is not None:
-            statements.append(LOCK_CLIENT_LITERAL.format(self._client_namespace, client))
+            statements.append(LOCK_CLIENT.format(self._client_namespace, client))
         return sql.SQL("; ").join(statements)
 
     # -- the worker's batch -------------------------------------------------------------------
