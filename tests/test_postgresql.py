@@ -4,9 +4,18 @@ and clear errors when the database is not there or not ready."""
 import os
 import subprocess
 import sys
+import time
 
+import psycopg
+from fastapi.testclient import TestClient
+
+from profilestore.config import Settings
+from profilestore.store.postgresql import migrations
 from profilestore.testing import schema_url
-from support import query
+from profilestore.web import create_app
+from support import apply, attributes, query
+
+ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text")]
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -24,30 +33,47 @@ def profilestore(*args: str, env: dict | None = None) -> subprocess.CompletedPro
 def test_migrate_applies_each_migration_once(postgresql_url):
     first = profilestore("migrate", "--store", postgresql_url)
     assert first.returncode == 0, first.stderr
-    assert "applied 0001_initial" in first.stdout
+    assert "applied 0001_initial, 0002_attributes_text" in first.stdout
     again = profilestore("migrate", "--store", postgresql_url)
     assert "the schema is up to date" in again.stdout
-    assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations") == [(1, "initial")]
+    assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations ORDER BY version") == ALL_MIGRATIONS
 
 
 def test_processes_starting_at_once_migrate_exactly_once(postgresql_url):
     started = [start("migrate", "--store", postgresql_url) for _ in range(6)]
     outputs = [p.communicate(timeout=120) for p in started]
     assert [p.returncode for p in started] == [0] * 6, outputs
-    assert sum("applied 0001_initial" in out for out, _ in outputs) == 1
-    assert query(postgresql_url, "SELECT version FROM profilestore_migrations") == [(1,)]
+    assert sum("applied 0001_initial, 0002_attributes_text" in out for out, _ in outputs) == 1
+    assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations ORDER BY version") == ALL_MIGRATIONS
 
 
 def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
     no_migrations = {"PROFILESTORE_MIGRATE": "false"}
     refused = profilestore("worker", "--store", postgresql_url, env=no_migrations)
     assert refused.returncode == 1
-    assert "the database lacks migrations [1]: run `profilestore migrate`" in refused.stderr
+    assert "the database lacks migrations [1, 2]: run `profilestore migrate`" in refused.stderr
     assert profilestore("migrate", "--store", postgresql_url).returncode == 0
     worker = start("worker", "--store", postgresql_url, env=no_migrations)
     assert "worker on store" in worker.stdout.readline(), "a migrated schema is accepted"
     worker.terminate()
     assert worker.wait(30) == 0
+
+
+def test_a_store_of_an_earlier_version_keeps_its_profiles_when_migrated(postgresql_url):
+    _, _, initial = migrations()[0]
+    with psycopg.connect(postgresql_url, autocommit=True) as conn:  # the store as version 1 left it
+        conn.execute(initial)
+        conn.execute("CREATE TABLE profilestore_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+        conn.execute("INSERT INTO profilestore_migrations (version, name) VALUES (1, 'initial')")
+        now = int(time.time() * 1000)
+        conn.execute("""INSERT INTO profiles VALUES ('demo', 'tnt1', %(now)s, %(now)s, 'c1', NULL,
+            '{"city": ["Zürich", 1, 0], "tier": ["gold", 1, 0]}', %(now)s, %(now)s / 3600000)""", {"now": now})
+    app = create_app(Settings(store=postgresql_url))  # migrates as it starts
+    with TestClient(app, client=("127.0.0.1", 50000)) as http:
+        assert attributes(http, "c1") == {"city": "Zürich", "tier": "gold"}
+        assert apply(http, "batch=thirdPartyId,tier\nc1,platinum\n")["successfulUpdates"] == 1
+        assert attributes(http, "c1") == {"city": "Zürich", "tier": "platinum"}
 
 
 def test_an_unreachable_server_is_a_clear_error():

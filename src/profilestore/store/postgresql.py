@@ -66,8 +66,7 @@ DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM
 # planner hash the client's whole table for a few thousand ids. JSON, because orjson writes
 # the array in C where psycopg builds a text[] parameter in Python.
 _ASKED = f"""SELECT asked, p.* FROM json_array_elements_text(%(ids)s::json) AS asked
-    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS.replace("attributes", "attributes::text")}
-                        FROM profiles WHERE client = %(client)s AND"""
+    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND"""
 SELECT_PROFILES_BY = {
     "tntId": f"""{_ASKED} tnt_id = coalesce(
         (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked) LIMIT 1) p""",
@@ -94,7 +93,7 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
 # rows it held until the COPY ended (measured: waiting for the end took as long after a pause).
 COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
 # Binary COPY into staging: PostgreSQL reads numbers as they are instead of parsing text. The
-# types of PROFILE_COLUMNS and active_hour, in order; a json value's binary form is its text.
+# types of PROFILE_COLUMNS and active_hour, in order.
 PROFILE_COPY_TYPES = ["text", "text", "int8", "int8", "text", "text", "text", "int8", "int8"]
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = %s AND tnt_id = %s"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = %s WHERE client = %s AND into_tnt_id = %s"
