@@ -15,6 +15,9 @@ import httpx
 from support import DEADLINE_SECONDS, accepted_id, attributes, query, serve_process, submit, table_rows, wait_complete
 
 FAST = {"PROFILESTORE_WORKER_POLL_SECONDS": "0.05", "PROFILESTORE_CHUNK_ROWS": "500"}
+# Applying at most 10,000 rows a second (an ingestion window all day), so that a worker that
+# starts first cannot apply every batch before the others are up.
+THROTTLED = {**FAST, "PROFILESTORE_INGEST_WINDOWS": "mon-sun 00:00-23:59 UTC 10000"}
 
 
 @contextmanager
@@ -50,7 +53,7 @@ def test_each_clients_batches_apply_in_acceptance_order_across_workers(store_url
         # Two API nodes take turns accepting each client's batches.
         sent = {client: [accepted_id(submit(nodes[k % 2], rows("v", f"{client}-{k}", 3000), client)) for k in range(4)]
                 for client in ("alpha", "beta", "gamma")}  # fmt: skip
-        with workers(store_url, tmp_path, 3):
+        with workers(store_url, tmp_path, 3, THROTTLED):
             records = {client: [wait_complete(nodes[1], b) for b in ids] for client, ids in sent.items()}
         assert attributes(nodes[0], "v0", "beta") == {"value": "beta-3"}, "the batch accepted last wins"
     for client, batches in records.items():
