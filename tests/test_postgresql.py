@@ -10,7 +10,7 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from profilestore.config import Settings
-from profilestore.store.postgresql import migrations
+from profilestore.store.postgresql import MIGRATIONS_TABLE, migrations
 from profilestore.testing import schema_url
 from profilestore.web import create_app
 from support import apply, attributes, query
@@ -63,8 +63,7 @@ def test_a_store_of_an_earlier_version_keeps_its_profiles_when_migrated(postgres
     _, _, initial = migrations()[0]
     with psycopg.connect(postgresql_url, autocommit=True) as conn:  # the store as version 1 left it
         conn.execute(initial)
-        conn.execute("CREATE TABLE profilestore_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                     "applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+        conn.execute(MIGRATIONS_TABLE)
         conn.execute("INSERT INTO profilestore_migrations (version, name) VALUES (1, 'initial')")
         now = int(time.time() * 1000)
         conn.execute("""INSERT INTO profiles VALUES ('demo', 'tnt1', %(now)s, %(now)s, 'c1', NULL,

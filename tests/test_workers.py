@@ -17,7 +17,7 @@ from support import DEADLINE_SECONDS, accepted_id, attributes, query, serve_proc
 FAST = {"PROFILESTORE_WORKER_POLL_SECONDS": "0.05", "PROFILESTORE_CHUNK_ROWS": "500"}
 # Applying at most 10,000 rows a second (an ingestion window all day), so that a worker that
 # starts first cannot apply every batch before the others are up.
-THROTTLED = {**FAST, "PROFILESTORE_INGEST_WINDOWS": "mon-sun 00:00-23:59 UTC 10000"}
+THROTTLED = {**FAST, "PROFILESTORE_INGEST_WINDOWS": "mon-sun 00:00-23:59:59.999999 UTC 10000"}
 
 
 @contextmanager
