@@ -189,6 +189,11 @@ def _pending(conn: psycopg.Connection) -> list[int]:
     return [version for version, _, _ in migrations() if version not in done]
 
 
+def _copy_rows(profiles: list[Profile]) -> Iterator[tuple]:
+    """The profiles as rows of PROFILE_COLUMNS and active_hour, as both COPYs take them."""
+    return ((*profile_values(p), p.active_ms // HOUR_MS) for p in profiles)
+
+
 def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
     query = {"client": client, "ids": orjson.dumps(list(ids)).decode()}
     return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], query))
@@ -244,8 +249,8 @@ class PostgresTx(WriteTx):
         if not profiles:
             return
         copy = self._running.enter_context(self._db.cursor().copy(COPY_PROFILES))
-        for p in profiles:
-            copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+        for row in _copy_rows(profiles):
+            copy.write_row(row)
 
     def save_profiles(self, profiles: list[Profile]) -> None:
         if not profiles:
@@ -253,8 +258,8 @@ class PostgresTx(WriteTx):
         cursor = self._db.cursor()
         with cursor.copy(COPY_STAGING) as copy:
             copy.set_types(PROFILE_COPY_TYPES)
-            for p in profiles:
-                copy.write_row((*profile_values(p), p.active_ms // HOUR_MS))
+            for row in _copy_rows(profiles):
+                copy.write_row(row)
         self._running.enter_context(self._conn.pipeline())  # sent now, its result awaited later
         cursor.execute(MERGE_STAGING)
 
