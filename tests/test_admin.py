@@ -26,7 +26,9 @@ def test_with_an_admin_key_it_is_required_from_everyone(make_service):
 
 
 def test_health_is_open(make_service):
-    assert make_service(admin_key="k", peer="10.1.2.3").get("/api/health").json() == {"status": "ok"}
+    http = make_service(admin_key="k", peer="10.1.2.3")
+    assert http.get("/api/health").json()["status"] == "ok"
+    assert http.get("/api/health/live").json() == {"status": "ok"}
 
 
 def test_target_paths_do_not_need_the_admin_key(make_service):

@@ -114,7 +114,8 @@ def test_serve_refuses_a_bad_ingestion_window(tmp_path):
 
 
 def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """The process's children, started by any of its threads."""
+    return [int(p) for task in Path(f"/proc/{pid}/task").iterdir() for p in (task / "children").read_text().split()]
 
 
 def _gone(pid: int, seconds: float = 30) -> bool:

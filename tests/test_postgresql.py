@@ -10,12 +10,13 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from profilestore.config import Settings
-from profilestore.store.postgresql import MIGRATIONS_TABLE, migrations
+from profilestore.store.migrations import migrations
+from profilestore.store.postgresql import MIGRATIONS_TABLE
 from profilestore.testing import schema_url
 from profilestore.web import create_app
 from support import apply, attributes, query
 
-ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text")]
+ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text"), (3, "retries_and_retention")]
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -33,7 +34,7 @@ def profilestore(*args: str, env: dict | None = None) -> subprocess.CompletedPro
 def test_migrate_applies_each_migration_once(postgresql_url):
     first = profilestore("migrate", "--store", postgresql_url)
     assert first.returncode == 0, first.stderr
-    assert "applied 0001_initial, 0002_attributes_text" in first.stdout
+    assert "applied 0001_initial, 0002_attributes_text, 0003_retries_and_retention" in first.stdout
     again = profilestore("migrate", "--store", postgresql_url)
     assert "the schema is up to date" in again.stdout
     assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations ORDER BY version") == ALL_MIGRATIONS
@@ -52,7 +53,7 @@ def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
     no_migrations = {"PROFILESTORE_MIGRATE": "false"}
     refused = profilestore("worker", "--store", postgresql_url, env=no_migrations)
     assert refused.returncode == 1
-    assert "the database lacks migrations [1, 2]: run `profilestore migrate`" in refused.stderr
+    assert "the database lacks migrations [1, 2, 3]: run `profilestore migrate`" in refused.stderr
     assert profilestore("migrate", "--store", postgresql_url).returncode == 0
     worker = start("worker", "--store", postgresql_url, env=no_migrations)
     assert "worker on store" in worker.stdout.readline(), "a migrated schema is accepted"
@@ -61,7 +62,7 @@ def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
 
 
 def test_a_store_of_an_earlier_version_keeps_its_profiles_when_migrated(postgresql_url):
-    _, _, initial = migrations()[0]
+    _, _, initial = migrations("postgresql")[0]
     with psycopg.connect(postgresql_url, autocommit=True) as conn:  # the store as version 1 left it
         conn.execute(initial)
         conn.execute(MIGRATIONS_TABLE)

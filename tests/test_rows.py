@@ -101,10 +101,10 @@ def test_percent_encoded_bytes_that_are_not_utf8_fail_the_row(http):
     assert failures(http, record) == [(2, "p1", "column 'city' ('%E9t%E9'): percent-encoded bytes are not valid UTF-8")]
 
 
-def test_raw_bytes_that_are_not_utf8_fail_the_row(http):
-    body = b"batch=pcId,city\np1,\xe9t\xe9\np2,ok\n"
+def test_raw_bytes_that_are_not_utf8_fail_the_row_under_its_id(http):
+    body = b"batch=pcId,city\np1,\xe9t\xe9\np2,ok\n\xe9,x\n"
     record = apply(http, body)
-    assert failures(http, record) == [(2, "", "the line is not valid UTF-8")]
+    assert failures(http, record) == [(2, "p1", "the line is not valid UTF-8"), (4, "", "the line is not valid UTF-8")]
     assert attributes(http, "p2", by="tntId") == {"city": "ok"}
 
 

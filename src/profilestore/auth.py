@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import replace
 from typing import Callable
+
+from cachetools import TTLCache
 
 from .clients import check_client
 from .config import Settings
@@ -19,6 +22,7 @@ from .store.base import ClientConfig, Store, Token, WriteTx
 
 TOKEN_PREFIX = "pst_"
 CONFIG_TTL_MS = 1_000  # how long another process may go on with a client's previous settings
+CACHED_CLIENTS = 10_000  # client codes come from callers: the cache of their settings is bounded
 HOUR_MS = 3_600_000
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="profilestore"'}
 
@@ -43,16 +47,18 @@ class AuthService:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._configs: dict[str, tuple[int, ClientConfig | None]] = {}
+        self._configs: TTLCache[str, ClientConfig | None] = TTLCache(CACHED_CLIENTS, CONFIG_TTL_MS, timer=clock)
+        self._configs_lock = threading.Lock()  # the cache is not thread-safe; callers are threads
 
     def client_config(self, client: str) -> ClientConfig | None:
         """The client's settings, read at most once a second: this check runs before every
         profile API call. Changes made through this process apply at once, others within 1 s."""
-        now = self.clock()
-        read_at, config = self._configs.get(client, (None, None))
-        if read_at is None or now - read_at >= CONFIG_TTL_MS:
-            config = self.store.client_config(client)
-            self._configs[client] = (now, config)
+        with self._configs_lock:
+            if client in self._configs:
+                return self._configs[client]
+        config = self.store.client_config(client)
+        with self._configs_lock:
+            self._configs[client] = config
         return config
 
     def check(self, client: str, authorization: str | None) -> None:
@@ -114,5 +120,6 @@ class AuthService:
         check_client(client)
         config = replace(self.store.client_config(client) or ClientConfig(client), **changes)
         self.store.write(client, lambda tx: tx.save_client(config))
-        self._configs.pop(client, None)
+        with self._configs_lock:
+            self._configs.pop(client, None)
         return config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import quote
 
 from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_rows, take_lines
@@ -13,10 +13,20 @@ from .errors import Rejected
 from .ids import batch_id, now_ms, parse_batch_id
 from .limits import check_daily_rows, utc_day_start
 from .profiles import ProfileTooLarge, batch_write_order, find_profiles, new_profile, set_attributes
-from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, WriteTx
+from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, StoreUnavailable, WriteTx
 
 TARGET_STATUS = {COMPLETE: "complete", STUCK: "stuck"}  # anything else is still "incomplete"
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # failed attempts in a row, for reasons that do not pass, before a batch is stuck
+HOUR_MS = 3_600_000
+# What a failed row keeps: an id of more than KEPT_ID_CHARS (four times the longest valid one)
+# is cut and ends with …, and so is a longer line; the failures file says which lines it holds
+# only in part.
+KEPT_ID_CHARS = 1024
+KEPT_LINE_BYTES = 8 * 1024
+FAILURES_PAGE = 1_000  # failed rows read at a time when a failures file is written
+# Cells that a spreadsheet would run as a formula; its safe variant of the failures file
+# prefixes them with ' (OWASP's advice on CSV injection).
+FORMULA_STARTS = (b"=", b"+", b"-", b"@", b"\t", b"\r")
 
 
 def target_status(batch: Batch) -> str:
@@ -88,17 +98,40 @@ class BatchService:
             raise Rejected(404, f"No batch found with batchId={batch_id_text}" + (f" for client {client}" if client else ""))
         return batch
 
-    def failed_rows_csv(self, batch: Batch) -> bytes:
-        """The failed rows as a batch file: the header, each row as sent, and a comment column
-        with its reason, which the parser ignores, so the file can be fixed and resubmitted."""
+    def failed_rows_csv(self, batch: Batch, for_spreadsheets: bool = False) -> Iterator[bytes]:
+        """The failed rows as a batch file, line by line: the header, each row as sent, and a
+        comment column with its reason, which the parser ignores, so the file can be fixed and
+        resubmitted as it is. A row kept only in part (see KEPT_LINE_BYTES) gets one cell too
+        many, so that resubmitted as it is, it fails instead of writing cut values. The variant
+        for spreadsheets defuses formulas, and so cannot be resubmitted byte for byte."""
         width = len(batch.header.split(b","))
-        lines = [batch.header + b",#reason"]
-        for row in self.store.failed_rows(batch.seq):
+        yield batch.header + b",#reason\n"
+        for row in self._all_failed_rows(batch.seq):
             cells = row.raw.count(b",") + 1
             padding = b"," * (width - cells) if cells < width else b""
-            reason = quote(f"line {row.line}: {row.reason}", safe=" ()':;/-_.!~*").encode()
-            lines.append(row.raw + padding + b"," + reason)
-        return b"\n".join(lines) + b"\n"
+            reason = f"line {row.line}: {row.reason}"
+            if len(row.raw) < row.raw_length:
+                reason += (f"; only the first {len(row.raw):,} of its {row.raw_length:,} bytes are kept, "
+                           "so it cannot be resubmitted as it is")  # fmt: skip
+            line = row.raw + padding + b"," + quote(reason, safe=" ()':;/-_.!~*").encode()
+            if len(row.raw) < row.raw_length:
+                line += b",#cut"
+            yield (_defused(line) if for_spreadsheets else line) + b"\n"
+
+    def unprocessed_rows_csv(self, batch: Batch) -> bytes:
+        """A stuck batch's rows not yet applied, as a batch file to resubmit."""
+        if batch.state != STUCK:
+            raise Rejected(409, f"Batch {id_of(batch)} is {target_status(batch)}: only a stuck batch has rows left unapplied")
+        payload = self.store.batch_payload(batch.seq)
+        if payload is None:
+            raise Rejected(410, f"The bytes of batch {id_of(batch)} are no longer stored: {batch.stuck_reason}")
+        return batch.header + b"\n" + payload[batch.cursor:]
+
+    def _all_failed_rows(self, seq: int) -> Iterator[FailedRow]:
+        offset = 0
+        while page := self.store.failed_rows(seq, FAILURES_PAGE, offset):
+            yield from page
+            offset += len(page)
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -125,7 +158,7 @@ class BatchService:
                 return current
             outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
             meanwhile()
-            failures = [FailedRow(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
+            failures = [failed_row(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
             failures += outcome.failures
             if failures:
                 tx.add_failed_rows(current.seq, failures)
@@ -134,7 +167,8 @@ class BatchService:
                 current,
                 cursor=cursor, cursor_line=cursor_line, consumed=current.consumed + len(rows),
                 successful=current.successful + outcome.successful, not_found=current.not_found + outcome.not_found,
-                failed=current.failed + len(failures), attempts=0,
+                failed=current.failed + len(failures), attempts=0, last_error=None, failing_since_ms=None,
+                next_attempt_ms=None,
                 state=COMPLETE if done else RUNNING, started_ms=current.started_ms or now,
                 finished_ms=now if done else None, held_reason=None if done else held_reason,
             )  # fmt: skip
@@ -146,21 +180,57 @@ class BatchService:
         # The chunk can be redone from the batch's durable bytes: its commit need not wait for the disk.
         return self.store.write(batch.client, apply, durable=False)
 
-    def record_failed_attempt(self, batch: Batch, reason: str, give_up: bool = False) -> Batch:
-        """Count a failed attempt at the batch's next chunk; after MAX_ATTEMPTS, it is stuck."""
+    def record_failed_attempt(self, batch: Batch, error: Exception, retry_in_ms: int) -> Batch:
+        """Note that an attempt at the batch's next chunk failed, to be tried again in
+        retry_in_ms. A failure that passes (StoreUnavailable) keeps the batch in its place, so
+        that its client's later batches wait behind it, until such failures have lasted the
+        give-up time; any other error counts, and after MAX_ATTEMPTS in a row the batch is stuck."""
+        now = self.clock()
+        passes = isinstance(error, StoreUnavailable)
+        reason = error.cause if passes else f"{type(error).__name__}: {error}"
+        give_up_ms = int(self.settings.retry_give_up_hours * HOUR_MS)
 
         def record(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            attempts = current.attempts + 1
-            stuck = give_up or attempts >= MAX_ATTEMPTS
-            updated = replace(
-                current, attempts=attempts, state=STUCK if stuck else current.state,
-                stuck_reason=reason if stuck else None, finished_ms=self.clock() if stuck else None,
-            )  # fmt: skip
+            if current is None or current.state in (COMPLETE, STUCK):
+                return current or batch
+            since = current.failing_since_ms or now
+            attempts = current.attempts + (0 if passes else 1)
+            if passes and now - since >= give_up_ms:
+                return self._stuck(tx, current, f"gave up after {self.settings.retry_give_up_hours:g} h of failed attempts; the last: {reason}")
+            if attempts >= MAX_ATTEMPTS:
+                return self._stuck(tx, current, reason)
+            updated = replace(current, attempts=attempts, last_error=reason, failing_since_ms=since,
+                              next_attempt_ms=now + retry_in_ms)  # fmt: skip
             tx.update_batch(updated)
             return updated
 
         return self.store.write(batch.client, record)
+
+    def give_up(self, batch: Batch, reason: str) -> Batch:
+        """Make the batch stuck at once: it can never be applied (its bytes are lost or unreadable)."""
+        return self.store.write(batch.client, lambda tx: self._stuck(tx, tx.batch(batch.seq), reason))
+
+    def _stuck(self, tx: WriteTx, batch: Batch, reason: str) -> Batch:
+        stuck = replace(batch, state=STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None)
+        tx.update_batch(stuck)
+        return stuck
+
+    def purge_finished(self, limit: int) -> int:
+        """Delete up to `limit` batches finished longer ago than the retention, with their
+        failed rows; how many."""
+        retention_ms = int(self.settings.batch_retention_days * 24 * HOUR_MS)
+        return self.store.write(None, lambda tx: tx.purge_batches(self.clock() - retention_ms, limit))
+
+
+def failed_row(line: int, visitor_id: str, reason: str, raw: bytes) -> FailedRow:
+    """A row that failed, as kept: its id and line cut to KEPT_ID_CHARS and KEPT_LINE_BYTES."""
+    kept_id = visitor_id if len(visitor_id) <= KEPT_ID_CHARS else visitor_id[:KEPT_ID_CHARS] + "…"
+    return FailedRow(line, kept_id, reason, raw[:KEPT_LINE_BYTES], len(raw))
+
+
+def _defused(line: bytes) -> bytes:
+    return b",".join(b"'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in line.split(b","))
 
 
 def apply_rows(
@@ -184,7 +254,7 @@ def apply_rows(
         try:
             set_attributes(target, row.attributes, now, order, settings.max_profile_bytes)
         except ProfileTooLarge as e:
-            outcome.failures.append(FailedRow(row.line, row.id, e.message, row.raw))
+            outcome.failures.append(failed_row(row.line, row.id, e.message, row.raw))
             continue
         if profile is None:
             created.add(target.tnt_id)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from .errors import Rejected
-from .ids import third_party_id_problem
+from .ids import visitor_id_problem
 
 KEY_COLUMNS = ("pcId", "thirdPartyId")
 BOM = b"\xef\xbb\xbf"
@@ -78,9 +78,11 @@ def parse_header(payload: bytes) -> Header:
     start = len(BOM) if payload.startswith(BOM) else 0
     end = payload.find(b"\n", start)
     end = len(payload) if end < 0 else end
-    line = payload[start:end].rstrip(b"\r")
+    line = bytes(payload[start:end].removesuffix(b"\r"))
     if not line.startswith(PREFIX):
         raise Rejected(400, "The batch must start with 'batch=' followed by the header, e.g. batch=pcId,attr1,attr2")
+    if b"\r" in line:
+        raise Rejected(400, "The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends")
     try:
         cells = line[len(PREFIX):].decode("utf-8").split(",")
     except UnicodeDecodeError:
@@ -110,10 +112,21 @@ def _header_name(column: int, cell: str) -> str | None:
     return name
 
 
+COUNT_WINDOW = 256 * 1024  # bytes of the file split into lines at a time, to count them
+
+
 def count_rows(payload: bytes, header: Header) -> int:
-    """Data rows in the file: every line after the header that is not blank."""
-    lines = payload[header.body_offset:].split(b"\n")
-    return sum(1 for line in lines if line and line != b"\r")
+    """Data rows in the file: every line after the header that is not blank. The file is split
+    into lines a window at a time, never whole: 50 MB of short lines would be millions of
+    objects at once."""
+    rows, start, size = 0, header.body_offset, len(payload)
+    while start < size:
+        end = payload.find(b"\n", min(start + COUNT_WINDOW, size))
+        end = size if end < 0 else end + 1
+        lines = payload[start:end].split(b"\n")
+        rows += len(lines) - lines.count(b"") - lines.count(b"\r")
+        start = end
+    return rows
 
 
 def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[list[tuple[int, bytes]], int, int]:
@@ -171,7 +184,7 @@ def _decode_together(raws: list[bytes]) -> list[str] | None:
     quoted-printable, whose escapes are `=XX`: with every `=` escaped first and every `%` turned
     into `=`, it decodes percent-encoding exactly."""
     block = b"\n".join(raws)
-    if b"\x00" in block or b"%00" in block or _BAD_PERCENT_BYTES.search(block):
+    if b"\x00" in block or b"%00" in block or _BAD_PERCENT_BYTES.search(block) or not _utf8(block):
         return None
     for escape, mark in _STRUCTURAL_ESCAPES:
         block = block.replace(escape, mark)
@@ -180,6 +193,18 @@ def _decode_together(raws: list[bytes]) -> list[str] | None:
         return binascii.a2b_qp(block).decode("utf-8").split("\n")
     except UnicodeDecodeError:
         return None
+
+
+def _utf8(block: bytes) -> bool:
+    """Whether the raw bytes are UTF-8, before decoding: a raw byte that is not must not pass
+    by combining with an escape after it (raw \\xc3 then %A9 would decode to é)."""
+    if block.isascii():
+        return True
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode_alone(raw: bytes) -> str | None:
@@ -192,14 +217,14 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return RowFailure(line_no, "", "the line is not valid UTF-8", raw)
+        return RowFailure(line_no, _id_of_undecodable(raw), "the line is not valid UTF-8", raw)
     cells = text.split(",")
     if len(cells) > header.width:
         return RowFailure(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:
-        return RowFailure(line_no, _id_as_sent(cells[0]), f"{header.key} {cells[0]!r}: {e}", raw)
+        return RowFailure(line_no, _id_as_sent(cells[0]), f"{header.key} {_shown(cells[0])}: {e}", raw)
     problem = id_problem(header.key, visitor_id)
     if problem:
         return RowFailure(line_no, visitor_id, problem, raw)
@@ -210,16 +235,33 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
         try:
             attributes[name] = decode_cell(cell)
         except ValueError as e:
-            return RowFailure(line_no, visitor_id, f"column {name!r} ({cell!r}): {e}", raw)
+            return RowFailure(line_no, visitor_id, f"column {_shown(name)} ({_shown(cell)}): {e}", raw)
     return Row(line_no, visitor_id, attributes, raw)
 
 
 def _id_as_sent(cell: str) -> str:
-    """The id cell of a failed row, as sent but for a raw NUL, written as the %00 it stands for."""
-    return cell.replace(NUL, "%00")
+    """The id of a failed row: decoded if its cell decodes (whatever else failed), so that a
+    privacy request for the visitor finds the row; else as sent, a raw NUL written as %00."""
+    try:
+        return decode_cell(cell)
+    except ValueError:
+        return cell.replace(NUL, "%00")
+
+
+def _id_of_undecodable(raw: bytes) -> str:
+    """The id of a line that is not UTF-8 as a whole: its id cell's, if that cell is."""
+    try:
+        return _id_as_sent(raw.split(b",", 1)[0].decode("utf-8"))
+    except UnicodeDecodeError:
+        return ""
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A cell or name quoted in a reason: its beginning only, if it is long."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def id_problem(key: str, visitor_id: str) -> str | None:
     if not visitor_id:
         return f"empty {key}"
-    return third_party_id_problem(visitor_id) if key == "thirdPartyId" else None
+    return visitor_id_problem("thirdPartyId" if key == "thirdPartyId" else "tntId", visitor_id, key)

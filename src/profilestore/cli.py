@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,7 +21,7 @@ from .config import Settings
 from .limits import parse_windows
 from .store import migrate, open_store
 from .store.base import Store, StoreError
-from .worker import Worker, WorkerProcess, die_with, spare_the_collector
+from .worker import Worker, WorkerProcess, WorkerThread, die_with, run_worker_process, spare_the_collector
 
 console = Console()
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -61,9 +60,7 @@ def main(verbose: bool) -> None:
 @click.option("--no-worker", is_flag=True, help="Only serve HTTP; batches are applied by `profilestore worker`.")
 def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     """Run the HTTP service, and the worker that applies batches in a child process."""
-    import uvicorn
-
-    from .web import create_app
+    from .web import create_app, server
 
     settings = _checked(
         Settings.from_env(store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None)
@@ -73,11 +70,10 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     # The worker gets a process of its own: in this one, its parsing would hold the GIL that the
     # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see README).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # see WorkerProcess
-    child = WorkerProcess(settings.store_url) if settings.run_worker else None
-    app = create_app(replace(settings, run_worker=False), wake=child.wake if child else None)
+    child = WorkerProcess(settings.store_url, settings.worker_stall_seconds) if settings.run_worker else None
+    app = create_app(replace(settings, run_worker=False), worker=child)
     try:
-        # No access log: it would cost every request a logging call, and it is off anyway (see README).
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        server.run(app, host, port, settings)
     finally:
         if child:
             child.stop()
@@ -86,9 +82,11 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
 @main.command()
 @with_store_options
 @click.option("--parent-pid", type=int, hidden=True, help="Stop when this process (serve) dies.")
-def worker(store, data_dir, parent_pid) -> None:
-    """Apply accepted batches (for a service started with --no-worker)."""
-    # Signals are taken one at a time by the main thread (sigwait), never by a handler: a
+@click.option("--heartbeat-fd", type=int, hidden=True, help="Report to serve through this pipe.")
+def worker(store, data_dir, parent_pid, heartbeat_fd) -> None:
+    """Apply accepted batches (for a service started with --no-worker). Exits with status 70
+    if its worker loop dies or stalls, for a supervisor to start it again."""
+    # Signals are taken one at a time by the main thread (sigtimedwait), never by a handler: a
     # handler that sets an Event can be re-entered by the next signal while it holds the
     # Event's lock, and deadlock. Blocked before any thread starts, so every thread inherits it.
     signals = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}  # SIGUSR1: `serve` accepted a batch
@@ -98,15 +96,11 @@ def worker(store, data_dir, parent_pid) -> None:
         die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
     db = _opened(settings)
-    runner = Worker(BatchService(db, settings), settings.worker_poll_seconds)
+    runner = WorkerThread(Worker(BatchService(db, settings), settings.worker_poll_seconds), settings.worker_stall_seconds)
     spare_the_collector()
     console.print(f"worker on store {settings.store_url}")
-    thread = threading.Thread(target=runner.run, name="worker")
-    thread.start()
-    while signal.sigwait(signals) == signal.SIGUSR1:
-        runner.wake()
+    run_worker_process(runner, signals, heartbeat_fd)
     runner.stop()
-    thread.join()
     db.close()
 
 
@@ -250,7 +244,7 @@ def _checked(settings: Settings) -> Settings:
 def _opened(settings: Settings) -> Store:
     """The store, migrated unless PROFILESTORE_MIGRATE=false."""
     with _store_problems(settings):
-        return open_store(settings.store_url, settings.migrate)
+        return open_store(settings.store_url, settings.migrate, settings.store_timeout_seconds)
 
 
 @contextmanager

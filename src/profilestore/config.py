@@ -27,7 +27,9 @@ class Settings:
     max_attribute_name: int = 128  # Target: profile parameter names up to 128 characters
     max_delivery_params: int = 50  # Target: 50 profile parameters per Delivery API request
     max_delivery_value: int = 5000  # Target: Delivery API profile parameter values up to 5000 characters
-    max_delivery_bytes: int = 60 * MB  # Target: Delivery API bodies up to 60 MB
+    # Target takes Delivery bodies up to 60 MB; parsed, a body of JSON holds up to 25 times its
+    # size in memory, and a page's request is a few KB.
+    max_delivery_bytes: int = 1 * MB
     client_orgs: str = ""  # "client=ORGID@AdobeOrg,…": the client a Delivery request of that organization is for
     default_client: str = ""  # the client of Delivery requests that name none and match no other rule
     admin_key: str = ""  # the /api admin key; none means /api answers on loopback only
@@ -37,6 +39,16 @@ class Settings:
     calls_per_minute: int = 0  # bulk and status calls per client per minute (Target: 50); 0: off
     ingest_windows: str = ""  # e.g. "mon-fri 09:00-18:00 Europe/Berlin 2000" (see limits.parse_windows)
     profile_lifetime_days: float = 14  # Target's default; a profile inactive this long expires; 0: never
+    batch_retention_days: float = 30  # a finished batch's record and failed rows are kept this long
+    store_timeout_seconds: float = 5  # how long a call waits for a PostgreSQL connection before a 503
+    retry_max_seconds: float = 30  # the longest pause between a worker's attempts after failures
+    retry_give_up_hours: float = 24  # Target's promise: a batch failing this long for passing reasons is stuck
+    worker_stall_seconds: float = 60  # a worker loop silent this long is stuck: its process is restarted
+    health_max_wait_minutes: float = 60  # health fails when a batch has waited longer than this
+    max_concurrent_uploads: int = 2  # batch bodies read and stored at once; others wait their turn
+    header_timeout_seconds: float = 10  # a request's line and headers must arrive within this
+    body_timeout_seconds: float = 300  # and its body within this after them
+    trusted_proxies: str = ""  # "IP,IP": proxies whose X-Forwarded-For names the caller; none by default
 
     @property
     def store_url(self) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime, timezone
 
-THIRD_PARTY_ID_MAX = 256  # Target's limit for mbox3rdPartyId
+# The longest id of each kind, in characters. Target's tntIds are `<32 hex>.<edge cluster>_<n>`,
+# some 40 characters (a pcId a client made up may be longer, but no id is without bound); its
+# mbox3rdPartyId takes 256; an Experience Cloud ID (ECID) is 38 digits.
+ID_MAX = {"tntId": 128, "thirdPartyId": 256, "marketingCloudVisitorId": 38}
 
 # Target's tntId is `<32 hex>.<edge cluster>_<n>`; one cluster here, so a fixed one.
 TNT_ID_SUFFIX = ".01_0"
@@ -35,19 +39,26 @@ def batch_id(client: str, accepted_ms: int, seq: int) -> str:
     return f"{client}-{accepted_ms}-{seq}"
 
 
+# A batch id's numbers: ASCII digits (str.isdigit also takes "²"), at most 18 of them, so
+# that both fit the stores' 64-bit integers.
+_BATCH_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
 def parse_batch_id(value: str) -> tuple[str, int, int] | None:
     """(client, accepted_ms, seq) of a batch id, or None if it cannot be one of ours."""
     head, _, seq = value.rpartition("-")
     client, _, accepted = head.rpartition("-")
-    if not (client and accepted.isdigit() and seq.isdigit()):
+    if not (client and _BATCH_NUMBER.fullmatch(accepted) and _BATCH_NUMBER.fullmatch(seq)):
         return None
     return client, int(accepted), int(seq)
 
 
-def third_party_id_problem(value: str) -> str | None:
-    """What makes a thirdPartyId unacceptable to Target, or None."""
-    if len(value) > THIRD_PARTY_ID_MAX:
-        return f"thirdPartyId is {len(value)} characters, the limit is {THIRD_PARTY_ID_MAX}"
-    if "+" in value or "/" in value:
-        return "thirdPartyId may not contain '+' or '/'"
+def visitor_id_problem(id_kind: str, value: str, name: str | None = None) -> str | None:
+    """What makes an id of this kind (see store.base.ID_KINDS) unacceptable, or None; the
+    message calls it `name` (the parameter or column it came in), by default its kind."""
+    name, limit = name or id_kind, ID_MAX[id_kind]
+    if len(value) > limit:
+        return f"{name} is {len(value):,} characters, the limit is {limit}"
+    if id_kind == "thirdPartyId" and ("+" in value or "/" in value):
+        return f"{name} may not contain '+' or '/'"
     return None

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cachetools import TTLCache
+
 from .errors import Rejected
 from .ids import iso_ms
 
@@ -33,11 +35,12 @@ def utc_day_start(now: int) -> int:
 
 
 class CallLimiter:
-    """At most N calls per client in any 60 seconds, counted in this process."""
+    """At most N calls per client in any 60 seconds, counted in this process. Client codes come
+    from callers, so the clients counted are bounded: one quiet for a minute is forgotten."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, max_clients: int = 10_000):
         self.clock = clock
-        self._calls: dict[str, deque[int]] = {}
+        self._calls: TTLCache[str, deque[int]] = TTLCache(max_clients, 60_000, timer=clock)
         self._lock = threading.Lock()
 
     def check(self, client: str, per_minute: int) -> None:
@@ -45,7 +48,8 @@ class CallLimiter:
             return
         now = self.clock()
         with self._lock:
-            calls = self._calls.setdefault(client, deque())
+            calls = self._calls.get(client) or deque()
+            self._calls[client] = calls  # kept for another minute from now
             while calls and calls[0] <= now - 60_000:
                 calls.popleft()
             if len(calls) >= per_minute:

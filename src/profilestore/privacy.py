@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .batchfile import NUL
 from .config import Settings
 from .errors import Rejected
 from .ids import now_ms
@@ -33,16 +34,32 @@ class PrivacyService:
         return {**profile_json(profile), "mergedTntIds": self.store.merged_tnt_ids(client, profile.tnt_id)}
 
     def delete(self, client: str, namespace: str, visitor_id: str) -> dict:
-        """Delete the profile, its links, and the failed batch rows that carried its ids."""
-        profile = live_profile(self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms)
-        ids = [profile.tnt_id, *self.store.merged_tnt_ids(client, profile.tnt_id)]
-        ids += [i for i in (profile.third_party_id, profile.mcvid) if i]
+        """Delete the profile, its links, and the failed batch rows that carried its ids; a
+        visitor with failed rows and no profile has those deleted. 404 if there is neither."""
+        kind = id_kind(namespace)
+        profile = self._profile_or_none(client, kind, visitor_id)
+        ids = [visitor_id]
+        if profile:
+            ids += [i for i in (profile.tnt_id, *self.store.merged_tnt_ids(client, profile.tnt_id),
+                                profile.third_party_id, profile.mcvid) if i and i != visitor_id]  # fmt: skip
 
         def delete(tx: WriteTx) -> int:
-            tx.delete_profile(client, profile.tnt_id)
-            return tx.delete_failed_rows(client, ids)
+            if profile:
+                tx.delete_profile(client, profile.tnt_id)
+            return tx.delete_failed_rows(client, [i for i in ids if NUL not in i])  # no stored id holds NUL
 
-        return {"deleted": {"client": client, "ids": ids}, "failedRowsRemoved": self.store.write(client, delete)}
+        removed = self.store.write(client, delete)
+        if profile is None and not removed:
+            raise Rejected(404, not_found_json(client, kind, visitor_id)["message"])
+        return {"deleted": {"client": client, "ids": ids}, "profileFound": profile is not None, "failedRowsRemoved": removed}
+
+    def _profile_or_none(self, client: str, kind: str, visitor_id: str) -> Profile | None:
+        try:
+            return live_profile(self.store, client, kind, visitor_id, self.clock(), self.settings.lifetime_ms)
+        except Rejected as e:
+            if e.status == 404:
+                return None
+            raise
 
     def delete_attribute(self, client: str, kind: str, visitor_id: str, name: str) -> Profile:
         now = self.clock()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .batchfile import NUL
 from .errors import Rejected
-from .ids import iso_ms, new_tnt_id
+from .ids import ID_MAX, iso_ms, new_tnt_id
 from .store.base import MODIFIED_MS, ORDER, VALUE, Profile, Store, WriteTx
 
 DAY_MS = 86_400_000
@@ -88,7 +88,10 @@ def find_profiles(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetim
 
 
 def live_profile(store: Store, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int) -> Profile:
-    """The profile found by this id; 404 with Target's message if there is none or it expired."""
+    """The profile found by this id; 404 with Target's message if there is none or it expired,
+    400 if the id is longer than any of its kind can be."""
+    if len(visitor_id) > ID_MAX[id_kind]:
+        raise Rejected(400, f"The {id_kind} is {len(visitor_id):,} characters, the limit is {ID_MAX[id_kind]}")
     profile = store.profile(client, id_kind, visitor_id) if NUL not in visitor_id else None  # no id holds NUL
     if profile is None or is_expired(profile, now, lifetime_ms):
         raise Rejected(404, not_found_json(client, id_kind, visitor_id)["message"])

@@ -39,14 +39,14 @@ class ServeProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
-        """Start it (again, after a kill) and return once it answers /api/health."""
+        """Start it (again, after a kill) and return once it answers /api/health/live."""
         command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--store", self.store_url]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen([*command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/api/health").status_code == 200:
+                if httpx.get(f"{self.url}/api/health/live").status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)

@@ -8,7 +8,7 @@ from typing import Callable
 from .clients import check_client
 from .config import Settings
 from .errors import Rejected
-from .ids import now_ms, third_party_id_problem
+from .ids import now_ms, visitor_id_problem
 from .profiles import NOT_FOUND_LABEL, VisitorIds, find_profiles, link_visitor, set_attributes, single_write_order
 from .store.base import Profile, Store, WriteTx
 
@@ -22,6 +22,8 @@ class UpdateService:
     def update_profile(self, client: str, id_kind: str, visitor_id: str, values: dict[str, str]) -> Profile:
         """Set attributes of an existing profile before answering; 404 if there is none."""
         check_client(client)
+        if id_kind == "tntId" and (problem := visitor_id_problem(id_kind, visitor_id, "mboxPC")):
+            raise Rejected(400, problem)
         self.check_names(values, "profile.")
         now = self.clock()
 
@@ -42,8 +44,10 @@ class UpdateService:
 
     def update_visitor(self, client: str, ids: VisitorIds, values: dict[str, str]) -> Profile:
         """The in-page write: link the request's ids into one profile, then set the attributes."""
-        if ids.third_party_id is not None and (problem := third_party_id_problem(ids.third_party_id)):
-            raise Rejected(400, f"id.thirdPartyId: {problem}")
+        named = (("tntId", ids.tnt_id), ("thirdPartyId", ids.third_party_id), ("marketingCloudVisitorId", ids.mcvid))
+        for kind, value in named:
+            if value is not None and (problem := visitor_id_problem(kind, value)):
+                raise Rejected(400, f"id.{kind}: {problem}")
         self.check_names(values, "profileParameters.")
         now = self.clock()
 

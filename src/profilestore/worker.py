@@ -1,10 +1,16 @@
-"""The worker: applies accepted batches one at a time, chunk by chunk.
+"""The worker: applies accepted batches one at a time, chunk by chunk, and keeps going.
 
 A worker takes a batch only when every batch its client sent before is finished (the store's
 claim_next_batch), which keeps each client's batches in acceptance order. Each chunk is one
 transaction that checks and advances the batch's cursor, so a worker killed at any moment
 resumes exactly where the last commit left off, and two workers on one store never apply the
 same chunk twice (the second finds the cursor moved and skips ahead).
+
+No error ends a worker's loop: a failed step is logged when its cause first appears, noted on
+the batch it was for, and tried again after a pause that grows, with jitter, up to a cap. The
+loop reports as it goes (a heartbeat); whoever runs it (WorkerThread, and serve's
+WorkerProcess around a `profilestore worker`) tells health when it has died or stalled, and a
+worker process in that state exits or is killed, to be started again.
 """
 
 from __future__ import annotations
@@ -13,21 +19,70 @@ import ctypes
 import gc
 import logging
 import os
+import random
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import asdict, dataclass
 from typing import Callable
+
+import orjson
 
 from .batches import BatchService, Chunk, id_of
 from .batchfile import Header, parse_header
 from .errors import Rejected
 from .limits import active_window, parse_windows, pause_after
-from .store.base import COMPLETE, STUCK
+from .store.base import COMPLETE, STUCK, Batch, StoreUnavailable
 
 log = logging.getLogger("profilestore.worker")
 PURGE_EVERY_MS = 60_000
 PURGE_CHUNK = 1_000
+FIRST_RETRY_SECONDS = 0.25
+BEAT_SECONDS = 1.0  # how often a worker reports while it waits
+EXIT_STALLED = 70  # `profilestore worker`'s exit status when its loop died or stalled
+
+
+class Backoff:
+    """Pauses between attempts after failures in a row: doubling from `first` up to `cap`, each
+    drawn at random between half and all of that, so that workers that failed together do
+    not all come back at the same moment."""
+
+    def __init__(self, first: float, cap: float, draw: Callable[[], float] = random.random):
+        self.first, self.cap, self._draw = first, cap, draw
+        self.failures = 0
+        self._next: float | None = None
+
+    def next_delay(self) -> float:
+        """The pause before the next attempt, should this one fail; the same until it is taken."""
+        if self._next is None:
+            ceiling = min(self.cap, self.first * 2**self.failures)
+            self._next = ceiling * (0.5 + self._draw() / 2)
+        return self._next
+
+    def failed(self) -> float:
+        """Count a failure; the pause to take now."""
+        delay = self.next_delay()
+        self.failures += 1
+        self._next = None
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self._next = None
+
+
+@dataclass(frozen=True)
+class Failing:
+    """What a worker keeps failing at, as it knows it: the batch record may not say, when the
+    store cannot take even that write (a full disk)."""
+
+    batch_id: str | None  # None: claiming a batch or purging failed
+    last_error: str
+    failing_since_ms: int
+    next_attempt_ms: int
 
 
 class Worker:
@@ -35,10 +90,14 @@ class Worker:
         self.batches = batches
         self.poll_seconds = poll_seconds
         self.windows = parse_windows(batches.settings.ingest_windows)
+        self.backoff = Backoff(FIRST_RETRY_SECONDS, batches.settings.retry_max_seconds)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait  # tests pass a sleep that moves a fake clock
         self._last_purge: int | None = None
+        self.failing: Failing | None = None
+        self._failed_batch: Batch | None = None  # the batch of the attempt that just failed
+        self.beat_at = time.monotonic()
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (a batch was just accepted)."""
@@ -48,47 +107,116 @@ class Worker:
         self._stop.set()
         self._wake.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def silent_for(self) -> float:
+        """Seconds since the loop last reported."""
+        return time.monotonic() - self.beat_at
+
     def run(self) -> None:
+        """Apply batches and purge until stopped. An error anywhere is retried (see Backoff)."""
         while not self._stop.is_set():
-            if not self.apply_next():
-                self.purge_expired()
-                self._wake.wait(self.poll_seconds)
+            self.beat_at = time.monotonic()
+            try:
+                applied = self.apply_next()
+                if not applied:
+                    self.purge()
+            except Exception as error:
+                self._pause_after(error)
+                continue
+            self._recovered()
+            if not applied:
+                self._wait(self.poll_seconds, self._wake)
                 self._wake.clear()
 
-    def purge_expired(self) -> int:
-        """Delete profiles past their lifetime, at most once a minute; how many."""
-        lifetime, now = self.batches.settings.lifetime_ms, self.batches.clock()
-        if not lifetime or (self._last_purge is not None and now - self._last_purge < PURGE_EVERY_MS):
-            return 0
+    def _pause_after(self, error: Exception) -> None:
+        delay = self.backoff.failed()
+        cause = error.cause if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
+        if self.failing is None or cause != self.failing.last_error:  # once per cause, not at every attempt
+            if isinstance(error, StoreUnavailable):
+                log.warning("the store is unavailable (%s); trying again in %.1f s, then less often", cause, delay)
+            else:
+                log.error("the worker failed; trying again in %.1f s, then less often", delay, exc_info=error)
+        now = self.batches.clock()
+        batch, self._failed_batch = self._failed_batch, None
+        since = self.failing.failing_since_ms if self.failing else now
+        self.failing = Failing(batch and id_of(batch), cause, since, now + int(delay * 1000))
+        self._wait(delay, self._stop)
+
+    def _recovered(self) -> None:
+        if self.failing is not None:
+            log.info("the worker goes on after %d failed attempts (the last: %s)", self.backoff.failures, self.failing.last_error)
+            self.failing = None
+        self.backoff.succeeded()
+
+    def _wait(self, seconds: float, event: threading.Event) -> None:
+        """Wait until the event is set or the time is up, reporting at least every BEAT_SECONDS."""
+        deadline = time.monotonic() + seconds
+        while not event.is_set() and (left := deadline - time.monotonic()) > 0:
+            event.wait(min(left, BEAT_SECONDS))
+            self.beat_at = time.monotonic()
+
+    def purge(self) -> None:
+        """At most once a minute: delete expired profiles, and batches past their retention."""
+        now = self.batches.clock()
+        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY_MS:
+            return
         self._last_purge = now
+        if self.batches.settings.lifetime_ms:
+            self._purge_all(self._purge_expired_profiles, "expired profiles")
+        self._purge_all(self.batches.purge_finished, "batches past their retention")
+
+    def _purge_expired_profiles(self, limit: int) -> int:
+        before = self.batches.clock() - self.batches.settings.lifetime_ms
+        return self.batches.store.write(None, lambda tx: tx.purge_inactive(before, limit))
+
+    @staticmethod
+    def _purge_all(purge_some: Callable[[int], int], what: str) -> None:
+        """Call purge_some(PURGE_CHUNK), each in its own transaction, until it purges fewer."""
         purged = 0
         while True:
-            deleted = self.batches.store.write(None, lambda tx: tx.purge_inactive(now - lifetime, PURGE_CHUNK))
+            deleted = purge_some(PURGE_CHUNK)
             purged += deleted
             if deleted < PURGE_CHUNK:
                 break
         if purged:
-            log.info("purged %d expired profiles", purged)
-        return purged
+            log.info("purged %d %s", purged, what)
 
     def apply_next(self) -> bool:
         """Apply the next batch until it is finished or the worker stops; False if none waits."""
         with self.batches.store.claim_next_batch() as batch:
             if batch is None:
                 return False
-            self._apply(batch)
+            try:
+                self._apply(batch)
+            except Exception as error:
+                self._note_failure(batch, error)
+                raise
         return True
 
-    def _apply(self, batch) -> None:
+    def _note_failure(self, batch: Batch, error: Exception) -> None:
+        """Record the failed attempt on the batch, if the store takes even that."""
+        self._failed_batch = batch
+        retry_in_ms = int(self.backoff.next_delay() * 1000)
+        try:
+            self.batches.record_failed_attempt(batch, error, retry_in_ms)
+        except StoreUnavailable:
+            pass  # logged as the loop's own failure
+        except Exception:
+            log.exception("recording a failed attempt of batch %s failed", id_of(batch))
+
+    def _apply(self, batch: Batch) -> None:
         log.info("applying batch %s from row %d of %d", id_of(batch), batch.consumed + 1, batch.size)
         payload = self.batches.store.batch_payload(batch.seq)
         if payload is None:
-            self.batches.record_failed_attempt(batch, "the batch's bytes are missing from the store", give_up=True)
+            self.batches.give_up(batch, "the batch's bytes are missing from the store")
             return
         try:
             header = parse_header(payload)
         except Rejected as e:
-            self.batches.record_failed_attempt(batch, f"the stored batch is unreadable: {e.message}", give_up=True)
+            self.batches.give_up(batch, f"the stored batch is unreadable: {e.message}")
             return
         chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
         while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
@@ -97,15 +225,11 @@ class Worker:
             def read_following(chunk: Chunk = chunk) -> None:
                 following.append(self._read_chunk(header, payload, chunk.end, chunk.end_line))
 
-            try:
-                batch = self._apply_chunk(batch, header, chunk, read_following)
-            except Exception as e:  # a store or programming error: retry, then call it stuck
-                log.exception("applying a chunk of batch %s failed", id_of(batch))
-                batch = self.batches.record_failed_attempt(batch, f"{type(e).__name__}: {e}")
-                self._stop.wait(1.0)
+            batch = self._apply_chunk(batch, header, chunk, read_following)
+            self.beat_at = time.monotonic()
             if following and following[0].start == batch.cursor:
                 chunk = following[0]
-            else:  # a failed attempt, or another worker moved the cursor
+            else:  # another worker moved the cursor
                 chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
         if batch.state == COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
@@ -129,6 +253,199 @@ class Worker:
         return applied
 
 
+class WorkerThread:
+    """A worker on a thread of this process, and whether it is well."""
+
+    def __init__(self, worker: Worker, stall_seconds: float):
+        self.worker = worker
+        self.stall_seconds = stall_seconds
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self.worker.wake()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as e:  # what the loop's own handling let through: never silent
+            self.error = e
+            log.critical("the worker thread died", exc_info=e)
+
+    def failing(self) -> Failing | None:
+        return self.worker.failing
+
+    def problem(self) -> str | None:
+        """What is wrong with the worker, or None."""
+        if not self._thread.is_alive():
+            return None if self.worker.stopped else f"the worker thread died ({self.error!r})"
+        silent = self.worker.silent_for()
+        return f"the worker has not reported for {silent:.0f} s" if silent > self.stall_seconds else None
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self._thread.join()
+
+
+def run_worker_process(runner: WorkerThread, signals: set[int], heartbeat_fd: int | None) -> None:
+    """The main thread of `profilestore worker`: take signals one at a time (see cli.worker),
+    report to the parent through heartbeat_fd while the worker is well, and exit the process
+    with EXIT_STALLED when it is not, so that its supervisor starts a new one."""
+    runner.start()
+    while True:
+        received = signal.sigtimedwait(signals, BEAT_SECONDS)
+        if received is not None and received.si_signo != signal.SIGUSR1:
+            return  # SIGINT or SIGTERM: stop
+        if received is not None:
+            runner.wake()
+        problem = runner.problem()
+        if problem:
+            log.critical("%s: the process exits so that it is started again", problem)
+            logging.shutdown()
+            os._exit(EXIT_STALLED)  # the worker's thread may hold locks: no clean shutdown
+        if heartbeat_fd is not None:
+            _beat(heartbeat_fd, runner.failing())
+
+
+def _beat(fd: int, failing: Failing | None) -> None:
+    """One line to the parent: what the worker keeps failing at, as JSON, or {}."""
+    try:
+        os.write(fd, orjson.dumps(asdict(failing) if failing else {}) + b"\n")
+    except (BlockingIOError, BrokenPipeError):
+        pass  # a parent that reads no more, or is gone (die_with stops this process then)
+
+
+class WorkerProcess:
+    """`profilestore worker` on the store, as a child process of `serve`, kept running: a child
+    that exits, or that has not reported through its heartbeat pipe for stall_seconds (frozen,
+    or its worker stalled), is killed and replaced. The caller must ignore SIGUSR1 (the wake-up
+    signal) before the first start: the child inherits that, so a wake-up that comes before the
+    worker has set its handler cannot kill it."""
+
+    def __init__(self, store_url: str, stall_seconds: float):
+        self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url,
+                        "--parent-pid", str(os.getpid())]  # fmt: skip
+        self.stall_seconds = stall_seconds
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._gap: str | None = None  # why no child is working right now
+        self._quick_deaths = 0  # children in a row that died before they first reported
+        self._start()
+        self._watcher = threading.Thread(target=self._watch, name="worker-watcher", daemon=True)
+        self._watcher.start()
+
+    def _start(self) -> None:
+        beats, beat_end = os.pipe()
+        self._beats: int | None = beats
+        os.set_blocking(beat_end, False)
+        self.process = subprocess.Popen([*self.command, "--heartbeat-fd", str(beat_end)], pass_fds=(beat_end,))
+        os.close(beat_end)
+        self._last_beat = time.monotonic()
+        self._beaten = False
+        self._failing: Failing | None = None
+        self._unread = b""
+
+    def wake(self) -> None:
+        """Tell the worker a batch was accepted."""
+        with self._lock:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGUSR1)
+
+    def problem(self) -> str | None:
+        """Why no worker process is working right now, or None."""
+        with self._lock:
+            if self._gap:
+                return self._gap
+            if not self._beaten:
+                return "the worker process is starting"
+            silent = time.monotonic() - self._last_beat
+            return f"the worker process has not reported for {silent:.0f} s" if silent > self.stall_seconds else None
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            beats = self._beats
+            readable, _, _ = select.select([beats], [], [], BEAT_SECONDS)
+            received = os.read(beats, 65536) if readable else b""
+            if readable and not received:  # the child closed its end: it is exiting
+                self._reap()
+            elif received:
+                self._heard(received)
+            gap = self._child_problem()
+            if gap and not self._stopping.is_set():
+                self._replace(gap)
+
+    def _heard(self, received: bytes) -> None:
+        self._unread += received
+        *lines, self._unread = self._unread.split(b"\n")
+        with self._lock:
+            self._last_beat, self._beaten = time.monotonic(), True
+            for line in lines[-1:]:
+                try:
+                    self._failing = Failing(**orjson.loads(line)) if line != b"{}" else None
+                except (ValueError, TypeError):
+                    log.warning("the worker process sent an unreadable report: %r", line[:200])
+
+    def failing(self) -> Failing | None:
+        with self._lock:
+            return self._failing
+
+    def _reap(self) -> None:
+        try:
+            self.process.wait(BEAT_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass  # _child_problem kills it if it goes silent
+
+    def _child_problem(self) -> str | None:
+        code = self.process.poll()
+        if code is not None:
+            return f"the worker process exited with status {code}"
+        silent = time.monotonic() - self._last_beat
+        if silent > self.stall_seconds:
+            return f"the worker process had not reported for {silent:.0f} s and was killed"
+        return None
+
+    def _replace(self, gap: str) -> None:
+        """Kill the child if it still runs and start another, after a pause if it died young.
+        Runs on the watcher thread, which lives as long as serve: the kernel signals a child
+        whose parent *thread* ends (see die_with)."""
+        log.error("%s; starting a new one", gap)
+        with self._lock:
+            self._gap = f"{gap}; a new one is starting"
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            self._close_beats()
+            self._quick_deaths = 0 if self._beaten else self._quick_deaths + 1
+        if self._quick_deaths:  # a child that fails as it starts: no restarts in a tight loop
+            self._stopping.wait(min(30.0, 0.5 * 2**self._quick_deaths))
+        with self._lock:
+            if not self._stopping.is_set():
+                self._start()
+                self._gap = None
+                self.restarts += 1
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._watcher.join()
+        self._close_beats()
+
+    def _close_beats(self) -> None:
+        if self._beats is not None:
+            os.close(self._beats)
+            self._beats = None
+
+
 def spare_the_collector() -> None:
     """Run Python's cycle collector less often, and never over what start-up made. A batch
     makes millions of short-lived objects (rows, profiles, attributes), none of them in cycles;
@@ -136,28 +453,6 @@ def spare_the_collector() -> None:
     object of the process. Measured: the worker 5-10 % faster, its decoding of stored profiles 30 %."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-class WorkerProcess:
-    """`profilestore worker` on the store, as a child process of `serve`. The caller must ignore
-    SIGUSR1 (the wake-up signal) before the first start: the child inherits that, so a wake-up
-    that comes before the worker has set its handler cannot kill it."""
-
-    def __init__(self, store_url: str):
-        self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url,
-                        "--parent-pid", str(os.getpid())]  # fmt: skip
-        self.process = subprocess.Popen(self.command)
-
-    def wake(self) -> None:
-        """Tell the worker a batch was accepted; start a new one if it has died."""
-        if self.process.poll() is not None:
-            log.error("the worker process exited with %s; starting a new one", self.process.returncode)
-            self.process = subprocess.Popen(self.command)
-        self.process.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 def die_with(parent_pid: int) -> None:

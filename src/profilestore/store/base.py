@@ -22,6 +22,18 @@ class StoreError(Exception):
     schema that is behind."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot do this now, for a reason that passes: the database cannot be reached
+    or its connection was lost, the disk is full, the database is locked by another process
+    for longer than the busy timeout, or the transaction lost a conflict with another. Nothing
+    of the operation was kept, except that a write whose connection was lost during COMMIT may
+    have been: a caller redoes it only where that is safe. Try again later."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause  # what failed, in a few words, for logs and error messages
+
+
 # The ids a profile can be found by. A tntId merged into another profile keeps resolving to it.
 ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
 
@@ -88,6 +100,18 @@ class Batch:
     attempts: int = 0  # consecutive failed attempts at the next chunk
     stuck_reason: str | None = None
     held_reason: str | None = None  # why the worker is applying it slowly right now
+    last_error: str | None = None  # why the last attempt at the next chunk failed
+    failing_since_ms: int | None = None  # the first of the failed attempts in a row
+    next_attempt_ms: int | None = None  # when the worker tries again
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The batches not yet complete or stuck, of all clients."""
+
+    waiting: int
+    oldest_accepted_ms: int | None
+    retrying: int  # those whose next chunk failed for a passing reason and is tried again
 
 
 @dataclass(frozen=True)
@@ -95,11 +119,14 @@ class FailedRow:
     line: int
     id: str
     reason: str
-    raw: bytes  # the line as sent
+    raw: bytes  # the line as sent, or its beginning if it was longer than kept (see raw_length)
+    raw_length: int  # the line's length as sent, in bytes
 
 
 class WriteTx(ABC):
     """Operations inside one write transaction; all of them commit together or not at all.
+    Like every operation of a store, they raise StoreUnavailable for a failure that passes;
+    the store's write() turns the driver's own errors of that kind into it.
 
     save_profiles and insert_profiles may return while the database is still writing: the
     transaction's next operation, or its commit, waits for that (and raises its error, which
@@ -124,6 +151,12 @@ class WriteTx(ABC):
     @abstractmethod
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
         """Record rows of a batch that failed, with their reasons."""
+
+    @abstractmethod
+    def purge_batches(self, finished_before_ms: int, limit: int) -> int:
+        """Delete up to `limit` batches (of any client) that finished, complete or stuck, before
+        the time, with their failed rows and bytes, but never the newest batch of all, whose
+        seq orders later single writes (see profiles.single_write_order); how many."""
 
     @abstractmethod
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
@@ -181,15 +214,24 @@ class WriteTx(ABC):
 
 class Store(ABC):
     """A profile store. Reads never wait for writes; the writes of one client run one at a time.
-    Opening one (store.open_store) brings its schema up to date or raises StoreError."""
+    Opening one (store.open_store) brings its schema up to date or raises StoreError. Every
+    operation raises StoreUnavailable when the database cannot be used for a reason that
+    passes (lost connection, full disk, lock held too long, lost conflict); other errors of the
+    driver pass through as they are."""
+
+    # True when reads take microseconds and never wait on a network or a pool, so that an
+    # event loop may run them itself instead of handing them to a thread.
+    fast_reads: bool = False
 
     @abstractmethod
     def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
         """Run fn in one write transaction and return its result; an exception rolls it back.
         The writes of one client (the one whose data fn changes) run one at a time; None for a
-        transaction that may touch any client's. durable=False lets the commit skip waiting for the disk: only for work that can be redone
-        from durable state (a batch chunk, whose cursor commits with it), since a power cut may
-        undo it; a crash of the process still cannot."""
+        transaction that may touch any client's. fn may run on another thread (SQLite's
+        writer) and must only use the store through its WriteTx. durable=False lets the commit
+        skip waiting for the disk: only for work that can be redone from durable state (a
+        batch chunk, whose cursor commits with it), since a power cut may undo it; a crash of
+        the process still cannot."""
 
     @abstractmethod
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
@@ -222,6 +264,10 @@ class Store(ABC):
     @abstractmethod
     def batch(self, seq: int) -> Batch | None:
         """A batch by seq, or None."""
+
+    @abstractmethod
+    def queue_state(self) -> QueueState:
+        """How many batches wait to be applied, the oldest, and how many are retrying."""
 
     @abstractmethod
     def claim_next_batch(self) -> ContextManager[Batch | None]:

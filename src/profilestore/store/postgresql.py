@@ -15,29 +15,41 @@ its own, and other workers pass that batch by. If the worker dies, even by kill 
 ends its session, which drops the lock and rolls back its unfinished chunk; the next worker
 resumes from the cursor of the last committed chunk.
 
-The schema is versioned: migrations/NNNN_name.sql, applied in order under an advisory lock, so
-processes starting at once apply each exactly once.
+The schema is versioned: migrations/postgresql/NNNN_name.sql, applied in order under an
+advisory lock, so processes starting at once apply each exactly once.
+
+Connections: the pool checks each connection before handing it out and replaces a broken one
+(after a restart or failover of the server, every pooled connection is dead). A failure that
+passes (see PASSING_SQLSTATE_CLASSES) is raised as StoreUnavailable.
 """
 
 from __future__ import annotations
 
-import re
 from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
-from importlib import resources
 from typing import Callable, Iterable, Iterator
 
 import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, Store, StoreError, T, Token, WriteTx
+from .base import (
+    COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState, Store, StoreError, StoreUnavailable, T, Token,
+    WriteTx,
+)  # fmt: skip
+from .migrations import migrations
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 POOL_SIZE = 10
 HOUR_MS = 3_600_000
+CONNECT_TIMEOUT_SECONDS = 5  # a server that does not answer is down, not slow
+# SQLSTATE classes of failures that pass: connection exception (08), transaction rollback (40:
+# serialization failure, deadlock), insufficient resources (53: disk full, out of memory, too
+# many connections), operator intervention (57: shutdown, cancel), system error (58: I/O).
+PASSING_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+LOCK_NOT_AVAILABLE = "55P03"
 
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 _BATCH_VALUES = ", ".join(["%s"] * len(BATCH_FIELDS))
@@ -56,8 +68,19 @@ SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
 INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (%s, %b)"  # %b: sent as bytes, not as hex text
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = %s"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = %s"
-COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw) FROM STDIN"
-SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = %s ORDER BY line LIMIT %s OFFSET %s"
+COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw, raw_length) FROM STDIN"
+SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = %s
+    ORDER BY line LIMIT %s OFFSET %s"""
+SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_ms) FROM batches
+    WHERE state NOT IN ('{COMPLETE}', '{STUCK}')"""
+# Never the newest batch: its seq orders single writes (profiles.single_write_order).
+SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < %s AND seq < (SELECT max(seq) FROM batches)
+    ORDER BY finished_ms LIMIT %s"""
+DELETE_BATCHES = (
+    "DELETE FROM failed_rows WHERE seq = ANY(%s)",
+    "DELETE FROM batch_payloads WHERE seq = ANY(%s)",
+    "DELETE FROM batches WHERE seq = ANY(%s)",
+)
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = %s)
     AND id = ANY(%s)"""
 
@@ -132,17 +155,6 @@ MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS profilestore_migrations (
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(hashtext('profilestore migrations ' || current_schema()))"
 SELECT_APPLIED = "SELECT version FROM profilestore_migrations"
 INSERT_APPLIED = "INSERT INTO profilestore_migrations (version, name) VALUES (%s, %s)"
-MIGRATION_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, SQL) of every migration, in order."""
-    found = []
-    for entry in resources.files(__package__).joinpath("migrations").iterdir():
-        match = MIGRATION_FILE.fullmatch(entry.name)
-        if match:
-            found.append((int(match[1]), match[2], entry.read_text()))
-    return sorted(found)
 
 
 def migrate(url: str) -> list[str]:
@@ -151,7 +163,7 @@ def migrate(url: str) -> list[str]:
     with _connect(url) as conn:
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
             raise StoreError("no schema of the search_path exists in the database; create it first")
-        for version, name, script in migrations():
+        for version, name, script in migrations("postgresql"):
             with conn.transaction():
                 conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
                 conn.execute(MIGRATIONS_TABLE)
@@ -165,9 +177,35 @@ def migrate(url: str) -> list[str]:
 
 def _connect(url: str) -> psycopg.Connection:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.OperationalError as e:
         raise StoreError(f"cannot connect to PostgreSQL: {e}".strip()) from None
+
+
+def _passes(e: psycopg.Error) -> bool:
+    """Whether the failure passes: the server or the connection, not the statement."""
+    if e.sqlstate is None:  # from libpq or the pool: refused, lost or closed connection, no connection in time
+        return isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
+    return e.sqlstate[:2] in PASSING_SQLSTATE_CLASSES or e.sqlstate == LOCK_NOT_AVAILABLE
+
+
+def _cause(e: psycopg.Error) -> str:
+    if isinstance(e, PoolTimeout):
+        return f"no database connection was free or could be made in time ({e})"
+    text = str(e).strip().splitlines()
+    first = text[0] if text else type(e).__name__
+    return f"{first} ({e.sqlstate})" if e.sqlstate else first
+
+
+@contextmanager
+def _passing_failures() -> Iterator[None]:
+    """psycopg's errors that pass (see _passes) as StoreUnavailable."""
+    try:
+        yield
+    except psycopg.Error as e:
+        if not _passes(e):
+            raise
+        raise StoreUnavailable(_cause(e)) from e
 
 
 def _roll_back(conn: psycopg.Connection) -> None:
@@ -186,7 +224,7 @@ def _create_staging(conn: psycopg.Connection) -> None:
 def _pending(conn: psycopg.Connection) -> list[int]:
     exists = conn.execute("SELECT to_regclass('profilestore_migrations') IS NOT NULL").fetchone()[0]
     done = {row[0] for row in conn.execute(SELECT_APPLIED)} if exists else set()
-    return [version for version, _, _ in migrations() if version not in done]
+    return [version for version, _, _ in migrations("postgresql") if version not in done]
 
 
 def _copy_rows(profiles: list[Profile]) -> Iterator[tuple]:
@@ -240,7 +278,13 @@ class PostgresTx(WriteTx):
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
         with self._db.cursor().copy(COPY_FAILED_ROWS) as copy:
             for r in rows:
-                copy.write_row((seq, r.line, r.id, r.reason, r.raw))
+                copy.write_row((seq, r.line, r.id, r.reason, r.raw, r.raw_length))
+
+    def purge_batches(self, finished_before_ms: int, limit: int) -> int:
+        seqs = [row[0] for row in self._db.execute(SELECT_PURGEABLE, (finished_before_ms, limit))]
+        for statement in DELETE_BATCHES:
+            self._db.execute(statement, (seqs,))
+        return len(seqs)
 
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._db, client, id_kind, ids)
@@ -307,7 +351,8 @@ class PostgresTx(WriteTx):
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, run_migrations: bool = True):
+    def __init__(self, url: str, run_migrations: bool = True, timeout: float = 5.0):
+        """timeout: how long an operation waits for a connection before StoreUnavailable."""
         if run_migrations:
             migrate(url)
         with _connect(url) as conn:
@@ -316,15 +361,21 @@ class PostgresStore(Store):
                 raise StoreError(f"the database lacks migrations {pending}: run `profilestore migrate`")
             self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, kwargs={"autocommit": True}, open=True,
-            name="profilestore", configure=_create_staging,
+            url, min_size=1, max_size=POOL_SIZE, open=True, name="profilestore", timeout=timeout,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            configure=_create_staging, check=ConnectionPool.check_connection,
         )  # fmt: skip
         self._closed = False
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        with _passing_failures(), self._pool.connection() as conn:
+            yield conn
 
     # -- writes -------------------------------------------------------------------------------
 
     def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(self._opening(client, durable))
             tx = PostgresTx(conn, self._client_namespace)
             try:
@@ -348,13 +399,13 @@ class PostgresStore(Store):
 
     @contextmanager
     def claim_next_batch(self) -> Iterator[Batch | None]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             batch = self._hold_startable(conn)
             try:
                 yield batch
             finally:
                 if batch is not None:
-                    conn.execute(RELEASE_BATCH, (self._batch_namespace, batch.seq))
+                    self._release(conn, batch.seq)
 
     def _hold_startable(self, conn: psycopg.Connection) -> Batch | None:
         for (seq,) in conn.execute(SELECT_STARTABLE).fetchall():
@@ -366,18 +417,24 @@ class PostgresStore(Store):
             conn.execute(RELEASE_BATCH, (self._batch_namespace, seq))  # finished meanwhile
         return None
 
+    def _release(self, conn: psycopg.Connection, seq: int) -> None:
+        try:
+            conn.execute(RELEASE_BATCH, (self._batch_namespace, seq))
+        except psycopg.Error:
+            pass  # the connection is lost, and its session's lock with it
+
     # -- reads --------------------------------------------------------------------------------
 
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return _profiles_by(conn, client, id_kind, [visitor_id]).get(visitor_id)
 
-    def _one(self, query: str, params: tuple):
-        with self._pool.connection() as conn:
+    def _one(self, query: str, params: tuple = ()):
+        with self._connection() as conn:
             return conn.execute(query, params).fetchone()
 
     def _all(self, query: str, params: tuple | dict, row_factory=None) -> list:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
             return cursor.execute(query, params).fetchall()
 
@@ -406,8 +463,11 @@ class PostgresStore(Store):
         found = self._all(SELECT_BATCH, (seq,), class_row(Batch))
         return found[0] if found else None
 
+    def queue_state(self) -> QueueState:
+        return QueueState(*self._one(SELECT_QUEUE_STATE))
+
     def batch_payload(self, seq: int) -> bytes | None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.cursor(binary=True).execute(SELECT_PAYLOAD, (seq,)).fetchone()
         return row[0] if row else None
 

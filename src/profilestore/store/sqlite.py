@@ -9,6 +9,7 @@ SQLite's lock and the busy timeout arbitrate between processes.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import sqlite3
@@ -19,87 +20,27 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, Store, T, Token, WriteTx
+from .base import (
+    COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState, Store, StoreError, StoreUnavailable, T, Token,
+    WriteTx,
+)  # fmt: skip
+from .migrations import migrations, statements
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
-SCHEMA_VERSION = 1
 # Readers map the file (up to this much) instead of copying each page through read() calls.
 READER_MMAP_BYTES = 1 << 30
+BUSY_TIMEOUT_SECONDS = 30  # how long a write waits for another process's write lock
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    client TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    accepted_ms INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    payload_bytes INTEGER NOT NULL,
-    header BLOB NOT NULL,
-    cursor INTEGER NOT NULL,
-    cursor_line INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    consumed INTEGER NOT NULL DEFAULT 0,
-    successful INTEGER NOT NULL DEFAULT 0,
-    not_found INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    started_ms INTEGER,
-    finished_ms INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    stuck_reason TEXT,
-    held_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS batches_to_apply ON batches (seq) WHERE state NOT IN ('complete', 'stuck');
-CREATE INDEX IF NOT EXISTS batches_by_client ON batches (client, accepted_ms);
-CREATE TABLE IF NOT EXISTS batch_payloads (
-    seq INTEGER PRIMARY KEY,
-    payload BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS failed_rows (
-    seq INTEGER NOT NULL,
-    line INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    PRIMARY KEY (seq, line)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS profiles (
-    client TEXT NOT NULL,
-    tnt_id TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    modified_ms INTEGER NOT NULL,
-    third_party_id TEXT,
-    mcvid TEXT,
-    attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms, order]}
-    active_ms INTEGER NOT NULL,
-    PRIMARY KEY (client, tnt_id)
-);
-CREATE INDEX IF NOT EXISTS profiles_active ON profiles (active_ms);
-CREATE UNIQUE INDEX IF NOT EXISTS profiles_third_party_id
-    ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
-CREATE TABLE IF NOT EXISTS merged_ids (
-    client TEXT NOT NULL,
-    tnt_id TEXT NOT NULL,
-    into_tnt_id TEXT NOT NULL,
-    PRIMARY KEY (client, tnt_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS merged_ids_into ON merged_ids (client, into_tnt_id);
-CREATE TABLE IF NOT EXISTS clients (
-    client TEXT PRIMARY KEY,
-    auth_required INTEGER NOT NULL,
-    daily_rows INTEGER,
-    calls_per_minute INTEGER
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY,
-    client TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client);
-"""
+# SQLite's primary result codes for failures that pass (see StoreUnavailable), and what they mean.
+PASSING_FAILURES = {
+    5: "the database is locked by another process",  # SQLITE_BUSY
+    6: "the database is locked",  # SQLITE_LOCKED
+    7: "SQLite is out of memory",  # SQLITE_NOMEM
+    10: "disk I/O error",  # SQLITE_IOERR
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the database file cannot be opened",  # SQLITE_CANTOPEN
+    15: "the database's locking failed",  # SQLITE_PROTOCOL
+}
 
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 _BATCH_VALUES = ", ".join("?" * len(BATCH_FIELDS))
@@ -109,11 +50,19 @@ SELECT_BATCHES = "SELECT * FROM batches WHERE (?1 IS NULL OR client = ?1) AND se
 SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = ? AND accepted_ms >= ?"
 SELECT_BATCH = "SELECT * FROM batches WHERE seq = ?"
 SELECT_NEXT_BATCH = f"SELECT * FROM batches WHERE state NOT IN ('{COMPLETE}', '{STUCK}') ORDER BY seq LIMIT 1"
+SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_ms) FROM batches
+    WHERE state NOT IN ('{COMPLETE}', '{STUCK}')"""
+# Never the newest batch: its seq orders single writes (profiles.single_write_order).
+SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < ? AND seq < (SELECT max(seq) FROM batches)
+    ORDER BY finished_ms LIMIT ?"""
+DELETE_BATCH = "DELETE FROM batches WHERE seq = ?"
+DELETE_FAILED_ROWS_OF_BATCH = "DELETE FROM failed_rows WHERE seq = ?"
 INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, ?)"
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
-INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw) VALUES (?, ?, ?, ?, ?)"
-SELECT_FAILED_ROWS = "SELECT line, id, reason, raw FROM failed_rows WHERE seq = ? ORDER BY line LIMIT ? OFFSET ?"
+INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw, raw_length) VALUES (?, ?, ?, ?, ?, ?)"
+SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = ?
+    ORDER BY line LIMIT ? OFFSET ?"""
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
 # CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
 # lets the planner scan every profile of the client and search the id list for each.
@@ -167,6 +116,70 @@ def _client_config(row) -> ClientConfig | None:
     return ClientConfig(row[0], bool(row[1]), row[2], row[3]) if row else None
 
 
+@contextmanager
+def _passing_failures() -> Iterator[None]:
+    """SQLite's errors that pass (a full disk, a lock held too long) as StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        cause = PASSING_FAILURES.get(getattr(e, "sqlite_errorcode", 0) & 0xFF)
+        if cause is None:
+            raise
+        raise StoreUnavailable(f"{cause} ({e.sqlite_errorname})") from e
+
+
+def _translated(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def translated(*args, **kwargs) -> T:
+        with _passing_failures():
+            return method(*args, **kwargs)
+
+    return translated
+
+
+def migrate(path: Path) -> list[str]:
+    """Apply the migrations the file lacks, all in one transaction; their names. PRAGMA
+    user_version is the last migration applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        applied = []
+        for version, name, script in _pending(conn):
+            for statement in statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            applied.append(f"{version:04d}_{name}")
+        conn.execute("COMMIT")
+        return applied
+    finally:
+        conn.close()
+
+
+def _pending(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    return [migration for migration in migrations("sqlite") if migration[0] > current]
+
+
+def _pending_versions(path: Path) -> list[int]:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        return [version for version, _, _ in _pending(conn)]
+    finally:
+        conn.close()
+
+
+def _rolled_back(conn: sqlite3.Connection) -> bool:
+    """Roll back after an error; False if the connection is too broken for that."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return True
+    except sqlite3.Error:
+        return False
+
+
 class SQLiteTx(WriteTx):
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
@@ -186,7 +199,14 @@ class SQLiteTx(WriteTx):
         self._conn.execute(DELETE_PAYLOAD, (seq,))
 
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
-        self._conn.executemany(INSERT_FAILED_ROW, ((seq, r.line, r.id, r.reason, r.raw) for r in rows))
+        values = ((seq, r.line, r.id, r.reason, r.raw, r.raw_length) for r in rows)
+        self._conn.executemany(INSERT_FAILED_ROW, values)
+
+    def purge_batches(self, finished_before_ms: int, limit: int) -> int:
+        doomed = [(row[0],) for row in self._conn.execute(SELECT_PURGEABLE, (finished_before_ms, limit))]
+        for statement in (DELETE_FAILED_ROWS_OF_BATCH, DELETE_PAYLOAD, DELETE_BATCH):
+            self._conn.executemany(statement, doomed)
+        return len(doomed)
 
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._conn, client, id_kind, ids)
@@ -233,8 +253,9 @@ class SQLiteTx(WriteTx):
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    fast_reads = True  # an indexed read of a local file
+
+    def __init__(self, path: Path, run_migrations: bool = True):
         self.path = path
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
@@ -243,7 +264,17 @@ class SQLiteStore(Store):
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
-        self.write(None, lambda tx: None)  # the schema exists before any reader connects
+        try:
+            if run_migrations:
+                migrate(path)
+            pending = _pending_versions(path)
+            self.write(None, lambda tx: None)  # the writer can open the file
+        except (OSError, sqlite3.Error, StoreUnavailable) as e:
+            self.close()
+            raise StoreError(f"cannot open {path}: {e}") from None
+        if pending:
+            self.close()
+            raise StoreError(f"the database lacks migrations {pending}: run `profilestore migrate`")
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -253,44 +284,51 @@ class SQLiteStore(Store):
             raise RuntimeError("store is closed")
         future: Future = Future()
         self._writes.put((fn, durable, future))
-        return future.result()
+        with _passing_failures():
+            return future.result()
 
     def _write_loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        conn.row_factory = sqlite3.Row
-        # FULL: a batch acknowledged to its sender survives a power cut, not only a crash.
-        conn.execute("PRAGMA journal_mode = WAL")
-        # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a checkpoint runs inside the
-        # commit that triggers it, and at the default a bulk load paid one every chunk or two.
-        conn.execute("PRAGMA wal_autocheckpoint = 10000")
-        self._migrate(conn)
-        tx = SQLiteTx(conn)
+        """Run each queued write in its own transaction. Nothing ends this loop but close():
+        a failed write fails alone, and a connection too broken to roll back is replaced."""
+        conn: sqlite3.Connection | None = None
         while (item := self._writes.get()) is not None:
             fn, durable, future = item
             try:
-                # FULL: an acknowledged write survives a power cut; NORMAL, in WAL mode, still
-                # survives any crash of the process.
-                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-                conn.execute("BEGIN IMMEDIATE")
-                result = fn(tx)
-                conn.execute("COMMIT")
+                conn = conn or self._open_writer()
+                result = self._transaction(conn, fn, durable)
             except BaseException as e:  # the caller gets the error; the writer goes on
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                if conn is not None and not _rolled_back(conn):
+                    conn.close()
+                    conn = None
                 future.set_exception(e)
             else:
                 future.set_result(result)
-        conn.close()
+        if conn is not None:
+            conn.close()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a checkpoint runs inside the
+            # commit that triggers it, and at the default a bulk load paid one every chunk or two.
+            conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        except BaseException:
+            _rolled_back(conn)
+            conn.close()
+            raise
+        return conn
 
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _transaction(conn: sqlite3.Connection, fn: Callable[[WriteTx], T], durable: bool) -> T:
+        # FULL: an acknowledged write survives a power cut; NORMAL, in WAL mode, still
+        # survives any crash of the process.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.execute("BEGIN IMMEDIATE")
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        result = fn(SQLiteTx(conn))
         conn.execute("COMMIT")
+        return result
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -305,42 +343,58 @@ class SQLiteStore(Store):
                 self._readers.append(conn)
         return conn
 
+    @_translated
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
         return _profiles_by(self._reader(), client, id_kind, [visitor_id]).get(visitor_id)
 
+    @_translated
     def has_client(self, client: str) -> bool:
         return bool(self._reader().execute(SELECT_HAS_CLIENT, (client,)).fetchone()[0])
 
+    @_translated
     def merged_tnt_ids(self, client: str, tnt_id: str) -> list[str]:
         return [row[0] for row in self._reader().execute(SELECT_MERGED_INTO, (client, tnt_id))]
 
+    @_translated
     def client_config(self, client: str) -> ClientConfig | None:
         return _client_config(self._reader().execute(SELECT_CLIENT, (client,)).fetchone())
 
+    @_translated
     def token_by_hash(self, token_hash: str) -> Token | None:
         row = self._reader().execute(SELECT_TOKEN_BY_HASH, (token_hash,)).fetchone()
         return Token(*row) if row else None
 
+    @_translated
     def tokens(self, client: str) -> list[Token]:
         return [Token(*row) for row in self._reader().execute(SELECT_TOKENS, (client,))]
 
+    @_translated
     def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
         rows = self._reader().execute(SELECT_BATCHES, (client, before_seq or 2**62, limit))
         return [_batch(row) for row in rows]
 
+    @_translated
     def batch(self, seq: int) -> Batch | None:
         return _batch(self._reader().execute(SELECT_BATCH, (seq,)).fetchone())
+
+    @_translated
+    def queue_state(self) -> QueueState:
+        return QueueState(*self._reader().execute(SELECT_QUEUE_STATE).fetchone())
 
     @contextmanager
     def claim_next_batch(self) -> Iterator[Batch | None]:
         # The earliest unfinished batch of all: no earlier batch of its client can be unfinished.
         # Nothing marks it held, so workers in other processes may take it too.
-        yield _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
+        with _passing_failures():
+            batch = _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
+        yield batch
 
+    @_translated
     def batch_payload(self, seq: int) -> bytes | None:
         row = self._reader().execute(SELECT_PAYLOAD, (seq,)).fetchone()
         return row[0] if row else None
 
+    @_translated
     def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
         rows = self._reader().execute(SELECT_FAILED_ROWS, (seq, -1 if limit is None else limit, offset))
         return [FailedRow(*row) for row in rows]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import logging
 from contextlib import asynccontextmanager
-from typing import Callable
+from typing import Callable, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ..auth import AuthService
 from ..batches import BatchService
@@ -18,41 +19,57 @@ from ..ids import now_ms
 from ..limits import CallLimiter
 from ..privacy import PrivacyService
 from ..store import open_store
+from ..store.base import StoreUnavailable
 from ..updates import UpdateService
-from ..worker import Worker
-from . import api, bulk, delivery, profiles, single, xml
+from ..worker import Failing, Worker, WorkerThread
+from . import api, bulk, delivery, health, profiles, single, xml
+
+log = logging.getLogger("profilestore.web")
+RETRY_AFTER_SECONDS = 5  # what a 503 for an unavailable store asks the caller to wait
+
+
+class WorkerHandle(Protocol):
+    """The worker that applies this service's batches, wherever it runs."""
+
+    def wake(self) -> None:
+        """A batch was accepted."""
+
+    def problem(self) -> str | None:
+        """What is wrong with the worker, or None."""
+
+    def failing(self) -> Failing | None:
+        """What the worker keeps failing at and retrying, or None."""
 
 
 def create_app(
     settings: Settings,
     clock: Callable[[], int] = now_ms,
     sleep: Callable[[float], object] | None = None,
-    wake: Callable[[], object] | None = None,
+    worker: WorkerHandle | None = None,
 ) -> FastAPI:
     """The service; with settings.run_worker, a worker thread in this process applies batches,
-    else `wake` tells the worker elsewhere that one was accepted. Tests pass a fake clock, and
-    a sleep that moves it, to test time-based rules."""
+    else `worker` (serve's worker process), if any, is told when one was accepted. Tests pass a
+    fake clock, and a sleep that moves it, to test time-based rules."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = open_store(settings.store_url, settings.migrate)
+        store = open_store(settings.store_url, settings.migrate, settings.store_timeout_seconds)
         service = BatchService(store, settings, clock)
         app.state.settings, app.state.store, app.state.batches, app.state.clock = settings, store, service, clock
         app.state.updates = UpdateService(store, settings, clock)
         app.state.auth = AuthService(store, settings, clock)
         app.state.privacy = PrivacyService(store, settings, clock)
         app.state.call_limiter = CallLimiter(clock)
-        worker = Worker(service, settings.worker_poll_seconds, sleep) if settings.run_worker else None
-        thread = threading.Thread(target=worker.run, name="worker", daemon=True) if worker else None
-        if thread:
-            thread.start()
-        app.state.worker_wake = worker.wake if worker else (wake or (lambda: None))
+        app.state.upload_slots = asyncio.Semaphore(settings.max_concurrent_uploads)
+        app.state.worker = worker
+        if settings.run_worker:
+            app.state.worker = WorkerThread(Worker(service, settings.worker_poll_seconds, sleep), settings.worker_stall_seconds)
+            app.state.worker.start()
         try:
             yield
         finally:
-            if worker:
-                worker.stop()
-                thread.join()
+            if settings.run_worker:
+                app.state.worker.stop()
             store.close()
 
     app = FastAPI(title="profilestore", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
@@ -60,18 +77,34 @@ def create_app(
     app.include_router(single.router)
     app.router.routes.extend(profiles.routes)
     app.include_router(delivery.router)
-    app.include_router(api.public)
+    app.include_router(health.router)
     app.include_router(api.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
-        return await rejected(request, Rejected(400, f"Invalid request: {problems}"))
+        return refusal(request, Rejected(400, f"Invalid request: {problems}"))
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, error: Rejected):
-        if request.url.path.startswith("/m2/"):
-            return xml.refused(error.status, error.message, error.headers)
-        return JSONResponse({"status": error.status, "message": error.message}, error.status, error.headers)
+        return refusal(request, error)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request: Request, error: StoreUnavailable):
+        message = f"The store cannot be used right now: {error.cause}. Try again in a few seconds"
+        return refusal(request, Rejected(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        # Starlette raises the error again after this answer, and uvicorn logs it with its trace.
+        return refusal(request, Rejected(500, "The service failed on this request; the error is in its log"))
 
     return app
+
+
+def refusal(request: Request, error: Rejected) -> Response:
+    """A refused request in its path's format: Target's XML on Target's bulk and update paths,
+    JSON elsewhere."""
+    if request.url.path.startswith("/m2/"):
+        return xml.refused(error.status, error.message, error.headers)
+    return JSONResponse({"status": error.status, "message": error.message}, error.status, error.headers)

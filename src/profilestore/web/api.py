@@ -1,11 +1,13 @@
 """Our extensions under /api (JSON): what Target does not show, and the admin API. Everything
-but /api/health needs the admin key (or, with none configured, a loopback caller)."""
+here needs the admin key (or, with none configured, a loopback caller); health is apart."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..auth import AuthService
@@ -16,17 +18,15 @@ from ..errors import Rejected
 from ..ids import iso_ms
 from ..privacy import PrivacyService
 from ..profiles import live_profile, profile_json
-from ..store.base import ID_KINDS, Batch, Store, Token
+from ..store.base import COMPLETE, ID_KINDS, STUCK, Batch, Store, Token
+from ..worker import Failing
 from .bulk import status_url
 from .deps import admin, auth, batches, now, privacy, settings, store
 
-public = APIRouter(prefix="/api")
 router = APIRouter(prefix="/api", dependencies=[Depends(admin)])
-
-
-@public.get("/health")
-def health() -> dict:
-    return {"status": "ok"}
+MAX_OFFSET = 2**31 - 1
+MAX_QUOTA = 2**31 - 1  # what the stores' integer columns hold
+MAX_TOKEN_DAYS = 36_500  # a century: a longer one would pass the range of the stored times
 
 
 # -- batches ----------------------------------------------------------------------------------
@@ -40,19 +40,25 @@ def batch_list(
     """Batches, newest first; page with before=<the last batchId of the previous page>."""
     before_seq = service.find(before).seq if before else None
     listed = service.store.batches(client, limit, before_seq)
-    return {"batches": [batch_json(b, status_url(request, b)) for b in listed]}
+    return {"batches": [batch_json(b, status_url(request, b), _failing(request)) for b in listed]}
 
 
 @router.get("/batches/{batch_id}")
 def batch_record(batch_id: str, request: Request, service: BatchService = Depends(batches)) -> dict:
     batch = service.find(batch_id)
-    return batch_json(batch, status_url(request, batch))
+    return batch_json(batch, status_url(request, batch), _failing(request))
+
+
+def _failing(request: Request) -> Failing | None:
+    worker = request.app.state.worker
+    return worker.failing() if worker else None
 
 
 @router.get("/batches/{batch_id}/failures")
 def batch_failures(
-    batch_id: str, limit: int = 1000, offset: int = 0, service: BatchService = Depends(batches)
-) -> dict:
+    batch_id: str, limit: int = Query(1000, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    service: BatchService = Depends(batches),
+) -> dict:  # fmt: skip
     batch = service.find(batch_id)
     rows = service.store.failed_rows(batch.seq, limit, offset)
     return {
@@ -63,17 +69,39 @@ def batch_failures(
 
 
 @router.get("/batches/{batch_id}/failures.csv")
-def batch_failures_csv(batch_id: str, service: BatchService = Depends(batches)) -> Response:
+def batch_failures_csv(
+    batch_id: str, variant: str = Query("batch", pattern="^(batch|spreadsheet)$"), service: BatchService = Depends(batches)
+) -> Response:
+    """The failed rows as a batch file to fix and resubmit as it is; variant=spreadsheet
+    defuses cells a spreadsheet would run as formulas (and cannot be resubmitted as it is)."""
     batch = service.find(batch_id)
-    return Response(
-        service.failed_rows_csv(batch),
+    spreadsheet = variant == "spreadsheet"
+    name = f"{id_of(batch)}-failed{'-for-spreadsheets' if spreadsheet else ''}.csv"
+    return StreamingResponse(
+        service.failed_rows_csv(batch, for_spreadsheets=spreadsheet),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{id_of(batch)}-failed.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
-def batch_json(batch: Batch, url: str) -> dict:
+@router.get("/batches/{batch_id}/unprocessed.csv")
+def batch_unprocessed_csv(batch_id: str, service: BatchService = Depends(batches)) -> Response:
+    """A stuck batch's rows that were never applied, as a batch file to resubmit."""
+    batch = service.find(batch_id)
+    return Response(
+        service.unprocessed_rows_csv(batch),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{id_of(batch)}-unprocessed.csv"'},
+    )
+
+
+def batch_json(batch: Batch, url: str, failing: Failing | None = None) -> dict:
+    """The batch's record. What this service's worker keeps failing at, it knows better than
+    the store, which may not have taken even that write (a full disk)."""
     finished = batch.finished_ms
+    if failing and failing.batch_id == id_of(batch) and batch.state not in (COMPLETE, STUCK):
+        batch = replace(batch, last_error=failing.last_error, failing_since_ms=failing.failing_since_ms,
+                        next_attempt_ms=failing.next_attempt_ms)  # fmt: skip
     return {
         "batchId": id_of(batch),
         "client": batch.client,
@@ -92,6 +120,10 @@ def batch_json(batch: Batch, url: str) -> dict:
         "durationMs": finished - batch.accepted_ms if finished else None,
         "stuckReason": batch.stuck_reason,
         "heldBack": batch.held_reason,
+        "lastError": batch.last_error,
+        "failingSince": iso_ms(batch.failing_since_ms),
+        "nextAttemptAt": iso_ms(batch.next_attempt_ms),
+        "failedAttempts": batch.attempts,
         "batchStatus": url,
     }
 
@@ -127,13 +159,13 @@ def delete_attribute(
 
 class ClientChange(BaseModel):
     authRequired: bool | None = None
-    dailyRows: int | None = Field(None, ge=0, description="0: no daily limit")
-    callsPerMinute: int | None = Field(None, ge=0, description="0: no call rate limit")
+    dailyRows: int | None = Field(None, ge=0, le=MAX_QUOTA, description="0: no daily limit")
+    callsPerMinute: int | None = Field(None, ge=0, le=MAX_QUOTA, description="0: no call rate limit")
 
 
 class TokenRequest(BaseModel):
-    expiresInDays: float | None = Field(None, gt=0)
-    keepPreviousHours: float = Field(0, ge=0, description="keep the live tokens this long (rotation)")
+    expiresInDays: float | None = Field(None, gt=0, le=MAX_TOKEN_DAYS)
+    keepPreviousHours: float = Field(0, ge=0, le=MAX_TOKEN_DAYS * 24, description="keep the live tokens this long (rotation)")
 
 
 @router.get("/clients/{client}")

@@ -48,16 +48,25 @@ async def read_capped(request: Request, refuse_at: int, refusal: Rejected) -> by
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit)
-    except zlib.error as e:
-        raise Rejected(400, f"The body is not valid gzip: {e}") from None
-    if inflater.unconsumed_tail or len(out) >= limit:
-        raise _too_large("The batch after decompression", limit)
-    if not inflater.eof:
-        raise Rejected(400, "The gzip stream is truncated")
-    return out
+    """Every member of the gzip data, as gzip(1) reads them (`cat a.gz b.gz`, pigz and bgzip
+    write several); anything after the last member is refused, never silently dropped."""
+    members: list[bytes] = []
+    size, rest = 0, data
+    while rest:
+        if members and not rest.startswith(GZIP_MAGIC):
+            raise Rejected(400, f"{len(rest):,} bytes follow the end of the gzip data; send the gzip file alone")
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            members.append(inflater.decompress(rest, limit - size))
+        except zlib.error as e:
+            raise Rejected(400, f"The body is not valid gzip: {e}") from None
+        size += len(members[-1])
+        if size >= limit:
+            raise _too_large("The batch after decompression", limit)
+        if not inflater.eof:
+            raise Rejected(400, "The gzip stream is truncated")
+        rest = inflater.unused_data
+    return b"".join(members)
 
 
 async def _single_file(request: Request, body: bytes) -> bytes:

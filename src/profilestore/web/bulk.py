@@ -10,9 +10,10 @@ from ..batches import BatchService, id_of
 from ..store.base import Batch
 from . import xml
 from .body import read_batch
-from .deps import batches, call_rate, profile_api_token
+from .deps import batches, call_rate, profile_api_token, wake_worker
 
 router = APIRouter(dependencies=[Depends(profile_api_token), Depends(call_rate)])
+STATUS_FAILED_IDS = 1_000  # failed ids batchStatus lists; /api/batches/{id}/failures pages through all
 
 
 @router.post("/m2/{client}/profile/batchUpdate")
@@ -26,9 +27,11 @@ async def batch_update_v2(client: str, request: Request, service: BatchService =
 
 
 async def _submit(request: Request, service: BatchService, client: str, version: int) -> Response:
-    payload = await read_batch(request, service.settings.max_batch_bytes)
-    batch = await run_in_threadpool(service.submit, client, version, payload)
-    request.app.state.worker_wake()
+    # A few bodies at a time: each may be 50 MB, and more wait unread in their connections.
+    async with request.app.state.upload_slots:
+        payload = await read_batch(request, service.settings.max_batch_bytes)
+        batch = await run_in_threadpool(service.submit, client, version, payload)
+    wake_worker(request)
     return xml.submitted(batch, status_url(request, batch))
 
 
@@ -43,7 +46,9 @@ def status_url(request: Request, batch: Batch) -> str:
 def batch_status(
     client: str, batchId: str = "", showDetails: str = "false", service: BatchService = Depends(batches)
 ) -> Response:
+    """The batch's state, and the ids of its first STATUS_FAILED_IDS failed rows."""
     if not batchId:
         return xml.refused(400, "The batchId query parameter is required")
     batch = service.find(batchId, client)
-    return xml.batch_status(batch, showDetails.lower() == "true", service.store.failed_rows(batch.seq))
+    failed = service.store.failed_rows(batch.seq, STATUS_FAILED_IDS)
+    return xml.batch_status(batch, showDetails.lower() == "true", failed)

@@ -1,14 +1,18 @@
 """What the routers take from the running app, and the guards they put in front of routes.
 
-All are `async def` although none awaits: FastAPI runs a plain `def` dependency in its thread
-pool, and a hop to a thread (and back through the GIL) costs far more than these lookups,
-whose store reads take microseconds."""
+All are `async def`: FastAPI runs a plain `def` dependency in its thread pool, and a hop to a
+thread (and back through the GIL) costs far more than these lookups when the store's reads
+take microseconds (SQLite). Where they may wait on a network (PostgreSQL), `read` hands them
+to a thread, so that one slow or unreachable database does not stop the event loop."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+from typing import Callable, TypeVar
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from ..auth import CHALLENGE, AuthService, bearer
 from ..batches import BatchService
@@ -19,7 +23,7 @@ from ..privacy import PrivacyService
 from ..store.base import Store
 from ..updates import UpdateService
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+T = TypeVar("T")
 
 
 async def batches(request: Request) -> BatchService:
@@ -50,6 +54,19 @@ async def auth(request: Request) -> AuthService:
     return request.app.state.auth
 
 
+async def read(request: Request, fn: Callable[..., T], *args) -> T:
+    """fn(*args), a call that reads the store: here if the store's reads are fast, else on a thread."""
+    if request.app.state.store.fast_reads:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+def wake_worker(request: Request) -> None:
+    """Tell the worker, wherever it runs, that a batch was accepted."""
+    if request.app.state.worker is not None:
+        request.app.state.worker.wake()
+
+
 def _client_of(request: Request) -> str:
     return request.path_params.get("client") or request.query_params.get("client", "")
 
@@ -58,25 +75,37 @@ async def profile_api_token(request: Request) -> None:
     """Target's profile API authentication, for the client in the path or the query."""
     client = _client_of(request)
     if client:
-        request.app.state.auth.check(client, request.headers.get("authorization"))
+        await read(request, request.app.state.auth.check, client, request.headers.get("authorization"))
 
 
 async def call_rate(request: Request) -> None:
     """Target's call rate limit on the bulk and status endpoints, per client."""
     client = _client_of(request)
     state = request.app.state
-    per_minute = client_limit(state.settings, state.auth.client_config(client), "calls_per_minute")
-    request.app.state.call_limiter.check(client, per_minute)
+    per_minute = client_limit(state.settings, await read(request, state.auth.client_config, client), "calls_per_minute")
+    state.call_limiter.check(client, per_minute)
 
 
 async def admin(request: Request) -> None:
-    """The admin key from configuration; with none configured, loopback callers only."""
+    """The admin key from configuration; with none configured, loopback callers only, by the
+    address of the connection's peer (a forwarded header counts only from a proxy the operator
+    named in PROFILESTORE_TRUSTED_PROXIES, and the server applies that before this runs)."""
     key = request.app.state.settings.admin_key
     if not key:
-        host = request.client.host if request.client else ""
-        if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        if not is_loopback(request.client.host if request.client else ""):
             raise Rejected(403, "The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
         return
     supplied = bearer(request.headers.get("authorization"))
     if supplied is None or not hmac.compare_digest(supplied.encode(), key.encode()):
         raise Rejected(401, "The admin API needs Authorization: Bearer ADMIN_KEY", CHALLENGE)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the host is a loopback IP address (127.0.0.0/8, ::1, or IPv4 loopback mapped
+    into IPv6); a name, even `localhost`, is not."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback

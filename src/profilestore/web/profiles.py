@@ -2,8 +2,9 @@
 
 These are plain Starlette routes, not FastAPI ones: a fetch is one indexed SQLite read of a few
 microseconds, and FastAPI's per-request parameter and dependency machinery cost several times
-that (bench/reads: about a quarter of each request). They run on the event loop, not in a
-thread, for the same reason, and go through the same middleware and error handlers."""
+that (bench/reads: about a quarter of each request). On SQLite they read on the event loop,
+not in a thread, for the same reason (see deps.read), and go through the same middleware and
+error handlers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..profiles import live_profile, target_json
+from .deps import read
 
 PATHS = {
     "/rest/v1/profiles/thirdPartyId/{visitor_id}": "thirdPartyId",
@@ -31,9 +33,11 @@ def _fetcher(id_kind: str):
         if not client:
             return _json({"status": 400, "message": "The client query parameter is required"}, 400)
         state = request.app.state
-        state.auth.check(client, request.headers.get("authorization"))
+        await read(request, state.auth.check, client, request.headers.get("authorization"))
         visitor_id = request.path_params["visitor_id"]
-        profile = live_profile(state.store, client, id_kind, visitor_id, state.clock(), state.settings.lifetime_ms)
+        profile = await read(
+            request, live_profile, state.store, client, id_kind, visitor_id, state.clock(), state.settings.lifetime_ms
+        )
         return _json(target_json(profile, visitor_id))
 
     return fetch
