@@ -31,9 +31,9 @@ def rate(results: dict, ingest_pass: str) -> str:
 
 
 def rows(
-    ingest: dict | None, preloaded: dict | None, reads: dict | None, postgresql: dict | None
+    ingest: dict | None, preloaded: dict | None, reads: dict | None, postgresql: dict | None, bodies: dict | None = None
 ) -> list[tuple[str, str, str, bool | None]]:
-    """(what, target, measured, met) for every target of the benchmark and PostgreSQL issues."""
+    """(what, target, measured, met) for every target of the benchmark, PostgreSQL and fault issues."""
     table = []
     if ingest:
         i, u, f = ingest["insert"], ingest["update"], ingest["ratioToFloor"]
@@ -67,6 +67,16 @@ def rows(
             (f"PostgreSQL: profiles table after the insert and {len(passes)} update passes", "bloat measured and addressed",
              " → ".join(f"{s['tableMB']:,} MB" for s in sizes) + f" (indexes {sizes[0]['indexesMB']} → {sizes[-1]['indexesMB']} MB; "
              f"{sizes[-1]['hotUpdates'] / max(sizes[-1]['updates'], 1):.1%} of updates HOT)", None),
+        ]  # fmt: skip
+    if bodies:
+        four = [c for c in bodies["cases"] if c["atOnce"] == 4]
+        peak = max(c["peakRssMB"]["serve"] for c in four)
+        slowest = max(c["fetch"]["p99Ms"] for c in four)
+        table += [
+            ("peak memory of serve, four of the largest bodies at once", "< 1 GB",
+             "; ".join(f"{c['case']}: {c['peakRssMB']['serve']:,} MB" for c in four), peak < 1024),
+            ("fetch latency meanwhile", "p99 < 50 ms",
+             "; ".join(f"{c['case']}: p99 {c['fetch']['p99Ms']} ms" for c in four), slowest < 50),
         ]  # fmt: skip
     return table
 
@@ -133,11 +143,11 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
 
 def main() -> None:
     ingest, preloaded, reads = load("ingest"), load("ingest-preload-10000000"), load("reads")
-    postgresql = load("ingest-postgresql")
-    results = [r for r in (ingest, preloaded, reads, postgresql) if r]
+    postgresql, bodies = load("ingest-postgresql"), load("bodies")
+    results = [r for r in (ingest, preloaded, reads, postgresql, bodies) if r]
     if not results:
-        raise SystemExit("no results yet: run bench/ingest or bench/reads")
-    table = rows(ingest, preloaded, reads, postgresql)
+        raise SystemExit("no results yet: run bench/ingest, bench/reads or bench/bodies")
+    table = rows(ingest, preloaded, reads, postgresql, bodies)
     chart(ingest, preloaded, reads, postgresql)
     text = README.read_text()
     section = "<!-- bench:begin -->\n" + markdown(table, results) + "\n<!-- bench:end -->"

@@ -82,6 +82,11 @@ class Service:
             left = (record["batchSize"] - done) / rate if rate else most
             time.sleep(min(most, max(poll, left / 2)))  # half the time the rest should take
 
+    def wait_idle(self) -> None:
+        """Return once no batch waits to be applied."""
+        while self.http.get("/api/health").json().get("queue", {}).get("waiting"):
+            time.sleep(0.5)
+
     def apply(self, body: bytes) -> tuple[dict, float]:
         """The batch's record and its end-to-end seconds, first byte sent to complete."""
         batch_id, started = self.submit(body)
@@ -103,7 +108,7 @@ class Service:
         """Peak resident memory of the service: `serve` and its worker process, each at its
         own peak (an upper bound of their peak together)."""
         pid = self.server.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
         return sum(_peak_rss_kb(p) for p in [pid, *map(int, children)]) / 1024
 
     def stop(self) -> None:

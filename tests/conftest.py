@@ -75,8 +75,8 @@ def store_url(new_store_url) -> str:
     return new_store_url()
 
 
-@pytest.fixture
-def make_service(new_store_url):
+@contextmanager
+def service_factory(new_store_url: Callable[[], str] | None) -> Iterator[Callable[..., TestClient]]:
     """A factory: the service over a fresh store (or the one given as store=), with settings
     overridden as asked, optionally a fake clock and sleep, called from `peer` (loopback
     unless told otherwise)."""
@@ -93,6 +93,20 @@ def make_service(new_store_url):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_service(new_store_url):
+    """service_factory over fresh stores of the kind under test."""
+    with service_factory(new_store_url) as make:
+        yield make
+
+
+@pytest.fixture
+def make_service_on():
+    """service_factory for a store the test names (store=...), of one kind only."""
+    with service_factory(None) as make:
+        yield make
 
 
 @pytest.fixture

@@ -49,6 +49,25 @@ def wait_complete(http, batch_id: str) -> dict:
     raise AssertionError(f"batch {batch_id} did not finish within {DEADLINE_SECONDS}s")
 
 
+def eventually(check, what: str):
+    """check()'s first true result, tried until the deadline (a safety net, not a timing)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"never {what}")
+
+
+def numbered_rows(value: str, size: int) -> str:
+    """A batch setting v=value and n=i on visitors c0, c1, ... by thirdPartyId."""
+    return "batch=thirdPartyId,v,n\n" + "".join(f"c{i},{value},{i}\n" for i in range(size))
+
+
+def started(http, batch_id: str) -> bool:
+    return http.get(f"/api/batches/{batch_id}").json()["consumedCount"] > 0
+
+
 def apply(http, text: str, client: str = "demo", version: int = 2) -> dict:
     """Submit a batch and wait until it is applied; its /api record."""
     return wait_complete(http, accepted_id(submit(http, text, client, version)))

@@ -1,7 +1,9 @@
 """The admin API (/api): the admin key, or loopback callers when none is configured."""
 
 import httpx
+import pytest
 
+from profilestore.web.deps import is_loopback
 from support import apply, serve_process, submit
 
 
@@ -75,3 +77,38 @@ def test_no_secret_is_logged(store_url, tmp_path):
     log = (tmp_path / f"serve-{server.port}.log").read_text()
     assert "profilestore on" in log
     assert secret not in log and "admin-key-that-must-not-leak" not in log
+
+
+def test_a_forwarded_caller_is_not_taken_for_a_loopback_one(store_url, tmp_path):
+    # Regression: uvicorn trusted X-Forwarded-For from loopback peers and the rule compared
+    # strings, so any caller behind a proxy on the same host could name itself "127.evil".
+    with serve_process(store_url, tmp_path) as server:
+        for claimed in ("127.evil", "localhost", "127.0.0.1", "203.0.113.9"):
+            response = httpx.get(f"{server.url}/api/clients/demo", headers={"X-Forwarded-For": claimed})
+            assert response.status_code == 403, claimed
+        forwarded = httpx.get(f"{server.url}/api/clients/demo", headers={"Forwarded": "for=127.0.0.1"})
+        assert forwarded.status_code == 403
+        assert httpx.get(f"{server.url}/api/clients/demo").status_code == 200, "a local caller is let in"
+
+
+def test_behind_a_trusted_proxy_the_forwarded_caller_counts(store_url, tmp_path):
+    with serve_process(store_url, tmp_path, {"PROFILESTORE_TRUSTED_PROXIES": "127.0.0.1"}) as server:
+        url = f"{server.url}/api/clients/demo"
+        assert httpx.get(url, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
+        assert httpx.get(url, headers={"X-Forwarded-For": "127.evil"}).status_code == 403
+        assert httpx.get(url, headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
+
+
+@pytest.mark.parametrize("host, local", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("127.evil", False), ("localhost", False), ("10.0.0.1", False), ("", False), ("testclient", False),
+])  # fmt: skip
+def test_only_loopback_ip_addresses_are_local(host, local):
+    assert is_loopback(host) is local
+
+
+@pytest.mark.parametrize("field, value, limit", [("dailyRows", 2**31, "2147483647"), ("callsPerMinute", 10**30, "2147483647")])
+def test_quotas_beyond_what_the_store_holds_are_400(http, field, value, limit):
+    response = http.patch("/api/clients/demo", json={field: value})
+    assert response.status_code == 400
+    assert response.json()["message"] == f"Invalid request: {field}: Input should be less than or equal to {limit}"

@@ -167,3 +167,10 @@ def test_bad_token_request_is_400(secured):
 def test_upload_wait_with_a_token_of_an_auth_client(secured):
     batch_id = accepted_id(submit(secured.http, BATCH, headers=bearer(secured.right)))
     assert wait_complete(secured.http, batch_id)["successfulUpdates"] == 1
+
+
+@pytest.mark.parametrize("field, value", [("expiresInDays", 1e20), ("keepPreviousHours", 1e20), ("expiresInDays", 36_501)])
+def test_a_token_lifetime_beyond_a_century_is_400(secured, field, value):
+    # Regression: 1e20 days passed the range of the stored times and answered a plain-text 500.
+    response = secured.http.post("/api/clients/demo/tokens", json={field: value})
+    assert response.status_code == 400 and f"{field}: Input should be less than or equal to" in response.json()["message"]

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from support import apply, attributes, deliver
 
 TNT_ID = re.compile(r"[0-9a-f]{32}\.\d{2}_0")
@@ -147,3 +149,31 @@ def test_bad_third_party_id(http):
 
 def test_id_of_the_wrong_type(http):
     rejected(deliver(http, {"id": {"tntId": 5}}), "id.tntId must be a string")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_and_nothing_is_written(http, value):
+    # Regression: Python's json took them, the write was committed, and the answer was a 500.
+    body = b'{"id": {"thirdPartyId": "c1"}, "execute": {"pageLoad": {"profileParameters": {"a": %s}}}}' % value.encode()
+    rejected(http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON")
+    assert profile_record(http, "thirdPartyId", "c1")["status"] == 404
+
+
+def test_deeply_nested_json_is_refused(http):
+    body = b'{"context": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    rejected(http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON")
+
+
+def test_a_body_of_256_kb_or_more_is_refused_by_default(http):
+    body = b'{"context": {"pad": "' + b"x" * (256 * 1024) + b'"}}'
+    response = http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body)
+    assert response.status_code == 413
+    assert response.json()["message"] == "The request is 262,144 bytes or more; the limit is 262,144"
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("tntId", "t" * 129, "id.tntId: tntId is 129 characters, the limit is 128"),
+    ("marketingCloudVisitorId", "1" * 39, "id.marketingCloudVisitorId: marketingCloudVisitorId is 39 characters, the limit is 38"),
+])  # fmt: skip
+def test_ids_longer_than_their_kind_allows_are_refused(http, field, value, problem):
+    rejected(deliver(http, page_load({"city": "Oslo"}, **{field: value})), problem)

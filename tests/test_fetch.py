@@ -61,3 +61,11 @@ def test_client_parameter_is_required(http):
     response = http.get("/rest/v1/profiles/thirdPartyId/x")
     assert response.status_code == 400
     assert response.json()["message"] == "The client query parameter is required"
+
+
+def test_an_id_longer_than_any_of_its_kind_is_400(http):
+    response = http.get(f"/rest/v1/profiles/{'t' * 129}", params={"client": "demo"})
+    assert response.status_code == 400
+    assert response.json() == {"status": 400, "message": "The tntId is 129 characters, the limit is 128"}
+    too_long = http.get(f"/rest/v1/profiles/marketingCloudVisitorId/{'1' * 39}", params={"client": "demo"})
+    assert too_long.status_code == 400

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from profilestore.limits import parse_windows
+from profilestore.errors import Rejected
+from profilestore.limits import CallLimiter, parse_windows
 from support import FakeClock, accepted_id, apply, attributes, deliver, submit, wait_complete, xml_fields
 
 URL = "/m2/demo/profile/update"
@@ -162,3 +163,14 @@ def test_windows_follow_their_time_zone():
 def test_a_bad_window_is_refused_naming_it(text):
     with pytest.raises(ValueError, match="Bad ingestion window"):
         parse_windows(text)
+
+
+def test_the_per_client_caches_stay_bounded_whatever_clients_callers_name():
+    clock = FakeClock()
+    limiter = CallLimiter(clock, max_clients=100)
+    for n in range(1_000):
+        limiter.check(f"client-{n}", per_minute=5)
+    assert len(limiter._calls) == 100
+    with pytest.raises(Rejected):  # the clients it keeps are still limited
+        for _ in range(6):
+            limiter.check("client-999", per_minute=5)

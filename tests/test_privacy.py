@@ -60,3 +60,12 @@ def test_ids_with_nul_find_no_profile(http, visitor):
     assert deleted.status_code == 404
     assert http.delete("/api/clients/demo/privacy/THIRDPARTYID/c%001").status_code == 404
     assert attributes(http, "c1") == {"city": "Oslo", "color": "red"}
+
+
+def test_a_visitor_with_failed_rows_and_no_profile_can_be_deleted(http):
+    # Regression: 404, and the failed rows, which hold the visitor's id, stayed.
+    record = apply(http, "batch=thirdPartyId,city\nc9,bad%zz\nc%39,Oslo,extra\n")
+    response = http.delete("/api/clients/demo/privacy/THIRDPARTYID/c9")
+    assert response.status_code == 200
+    assert response.json() == {"deleted": {"client": "demo", "ids": ["c9"]}, "profileFound": False, "failedRowsRemoved": 2}
+    assert http.get(f"/api/batches/{record['batchId']}/failures").json()["failedRows"] == []

@@ -3,7 +3,10 @@
 import gzip
 
 import pytest
+from fastapi.testclient import TestClient
 
+from profilestore.config import Settings
+from profilestore.web import create_app
 from support import accepted_id, apply, attributes, seq_of, submit, xml_fields
 
 MB = 1024 * 1024
@@ -119,3 +122,33 @@ def test_invalid_client_code(stored):
 
 def test_nul_in_a_header_name(stored):
     refused(submit(stored, "batch=pcId,ci%00ty\nc1,Oslo\n"), 400, "Header column 2 ('ci%00ty'): the NUL character (%00) is not allowed")
+
+
+def test_lines_ended_by_cr_alone_are_refused_naming_the_line_ends(stored):
+    refused(submit(stored, b"batch=pcId,city\rp1,Oslo\rp2,Rome\r"), 400,
+            "The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends")  # fmt: skip
+
+
+@pytest.mark.parametrize("trailer", [b"junk", b"\x00" * 8])
+def test_bytes_after_the_gzip_data_are_refused_naming_them(stored, trailer):
+    body = gzip.compress(b"batch=pcId,city\np1,Oslo\n") + trailer
+    for headers in ({"Content-Encoding": "gzip"}, {}):
+        refused(submit(stored, body, headers=headers), 400,
+                f"{len(trailer)} bytes follow the end of the gzip data; send the gzip file alone")  # fmt: skip
+
+
+def test_an_unexpected_error_is_a_500_in_the_paths_format(new_store_url):
+    app = create_app(Settings(store=new_store_url()))
+
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/m2/{client}/fails", fail)
+    app.add_api_route("/api/fails", fail)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        target = http.get("/m2/demo/fails")
+        assert target.status_code == 500 and target.headers["content-type"].startswith("application/xml")
+        assert xml_fields(target) == {"success": "false", "message": "The service failed on this request; the error is in its log"}  # fmt: skip
+        ours = http.get("/api/fails")
+        assert ours.status_code == 500
+        assert ours.json() == {"status": 500, "message": "The service failed on this request; the error is in its log"}

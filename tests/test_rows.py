@@ -174,3 +174,25 @@ def test_nul_characters_fail_their_row_alone(http):
         (6, "c%005", "thirdPartyId 'c\\x005': the NUL character (%00) is not allowed"),
     ]
     assert attributes(http, "c1") == {"city": "Oslo"} and attributes(http, "c5") == {"city": "Bergen"}
+
+
+def test_a_raw_byte_that_is_not_utf8_does_not_pass_by_joining_an_escape(http):
+    # Regression: raw \xc3 followed by %A9 decoded to "é" on the fast path.
+    record = apply(http, b"batch=pcId,city\np1,\xc3%A9\np2,Z%C3%BCrich\n")
+    assert failures(http, record) == [(2, "p1", "the line is not valid UTF-8")]
+    assert attributes(http, "p2", by="tntId") == {"city": "Zürich"}
+
+
+def test_a_pcid_longer_than_a_tnt_id_can_be_fails_the_row(http):
+    record = apply(http, f"batch=pcId,city\n{'p' * 129},Oslo\n{'p' * 128},Rome\n")
+    assert failures(http, record) == [(2, "p" * 129, "pcId is 129 characters, the limit is 128")]
+
+
+def test_a_reason_quotes_only_the_beginning_of_a_long_cell(http):
+    record = apply(http, f"batch=pcId,city\np1,{'a' * 5000}%zz\n")
+    assert failures(http, record) == [(2, "p1", f"column 'city' ('{'a' * 60}…'): invalid percent-encoding")]
+
+
+def test_a_failed_rows_id_is_kept_decoded_whatever_failed(http):
+    record = apply(http, "batch=thirdPartyId,city\nc%31,Oslo,extra\n")
+    assert failures(http, record) == [(2, "c1", "3 fields, but the header has 2")]

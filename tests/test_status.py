@@ -1,5 +1,7 @@
 """Target's batchStatus answer, in XML, under both paths."""
 
+import pytest
+
 from support import accepted_id, apply, failed_profile_ids, submit, xml_fields
 
 BATCH = "batch=thirdPartyId,city\nc1,Oslo\n,Rome\nc3,a,b\n"
@@ -74,3 +76,21 @@ def test_missing_batch_id_is_400(http):
     response = http.get("/m2/demo/profile/batchStatus")
     assert response.status_code == 400
     assert "batchId query parameter is required" in xml_fields(response)["message"]
+
+
+@pytest.mark.parametrize("batch_id", ["demo-1-%C2%B2", "demo-1-9223372036854775808", "demo-99999999999999999999-1"])
+def test_a_batch_id_with_numbers_no_batch_can_have_is_404(http, batch_id):
+    # Regression: a non-ASCII digit ("²") and numbers past 64 bits answered a plain-text 500.
+    response = http.get(f"/m2/demo/profile/batchStatus?batchId={batch_id}")
+    assert response.status_code == 404 and xml_fields(response)["success"] == "false"
+    assert http.get(f"/api/batches/{batch_id}").status_code == 404
+
+
+def test_batch_status_lists_the_first_thousand_failed_ids(http):
+    body = "batch=thirdPartyId,city\n" + "".join(f"c{i}/x,Oslo\n" for i in range(1_500)) + "ok,Oslo\n"
+    batch_id = apply(http, body)["batchId"]
+    listed = failed_profile_ids(status(http, batch_id, showDetails="true"))
+    assert listed == [f"c{i}/x" for i in range(1_000)]
+    assert xml_fields(status(http, batch_id, showDetails="true"))["failedUpdates"] == "1500"
+    rest = http.get(f"/api/batches/{batch_id}/failures", params={"offset": 1_000}).json()["failedRows"]
+    assert [r["id"] for r in rest] == [f"c{i}/x" for i in range(1_000, 1_500)]

@@ -4,7 +4,7 @@ may still be running when it returns (WriteTx), yet a transaction stays all or n
 import pytest
 
 from profilestore.store import open_store
-from profilestore.store.base import ClientConfig, Profile
+from profilestore.store.base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState
 
 CLIENT = "demo"
 
@@ -47,3 +47,30 @@ def test_a_bulk_write_refused_by_the_database_undoes_its_whole_transaction(store
     assert store.profile(CLIENT, "thirdPartyId", "x1").tnt_id == "t1"
     store.write(CLIENT, lambda tx: tx.insert_profiles([profile("t4", "x4")]))  # and the store works on
     assert store.profile(CLIENT, "thirdPartyId", "x4").tnt_id == "t4"
+
+
+def batch(**fields) -> Batch:
+    defaults = {"seq": 0, "client": CLIENT, "version": 2, "accepted_ms": 1, "size": 1, "payload_bytes": 10,
+                "header": b"batch=pcId", "cursor": 11, "cursor_line": 2}  # fmt: skip
+    return Batch(**{**defaults, **fields})
+
+
+def test_queue_state_counts_what_waits_and_what_retries(store):
+    assert store.queue_state() == QueueState(0, None, 0)
+    for fields in ({"accepted_ms": 5}, {"accepted_ms": 3, "failing_since_ms": 4}, {"state": COMPLETE, "accepted_ms": 1}):
+        store.write(CLIENT, lambda tx, f=fields: tx.insert_batch(batch(**f), b"batch=pcId\np1\n"))
+    assert store.queue_state() == QueueState(waiting=2, oldest_accepted_ms=3, retrying=1)
+
+
+def test_purging_batches_keeps_unfinished_recent_and_the_newest_ones(store):
+    def add(**fields) -> int:
+        seq = store.write(CLIENT, lambda tx: tx.insert_batch(batch(**fields), b"batch=pcId\np1\n"))
+        store.write(CLIENT, lambda tx: tx.add_failed_rows(seq, [FailedRow(2, "p1", "bad", b"p1", 2)]))
+        return seq
+
+    old, unfinished, recent = add(state=COMPLETE, finished_ms=10), add(), add(state=STUCK, finished_ms=99)
+    newest_old = add(state=COMPLETE, finished_ms=10)
+    assert store.write(None, lambda tx: tx.purge_batches(50, 100)) == 1
+    assert [store.batch(seq) is not None for seq in (old, unfinished, recent, newest_old)] == [False, True, True, True]
+    assert store.failed_rows(old) == [] and store.batch_payload(old) is None
+    assert store.failed_rows(recent) == [FailedRow(2, "p1", "bad", b"p1", 2)]

@@ -73,3 +73,12 @@ def test_crlf_line_endings_and_byte_order_mark(http):
     record = apply(http, "\ufeffbatch=thirdPartyId,city\r\nc1,Paris\r\nc2,Rome\r\n")
     assert record["successfulUpdates"] == 2
     assert attributes(http, "c2") == {"city": "Rome"}
+
+
+def test_gzip_of_several_members_is_read_whole(http):
+    # Regression: `cat a.gz b.gz` (and what pigz and bgzip write) lost every member but the first.
+    body = gzip.compress(b"batch=thirdPartyId,city\nc1,Paris\n") + gzip.compress(b"c2,Rome\nc3,Oslo\n")
+    for headers in ({"Content-Encoding": "gzip"}, {}):
+        record = wait_complete(http, accepted_id(submit(http, body, headers=headers)))
+        assert (record["batchSize"], record["successfulUpdates"]) == (3, 3)
+    assert attributes(http, "c3") == {"city": "Oslo"}

@@ -27,9 +27,10 @@ class Settings:
     max_attribute_name: int = 128  # Target: profile parameter names up to 128 characters
     max_delivery_params: int = 50  # Target: 50 profile parameters per Delivery API request
     max_delivery_value: int = 5000  # Target: Delivery API profile parameter values up to 5000 characters
-    # Target takes Delivery bodies up to 60 MB; parsed, a body of JSON holds up to 25 times its
-    # size in memory, and a page's request is a few KB.
-    max_delivery_bytes: int = 1 * MB
+    # Target takes Delivery bodies up to 60 MB. A page's request is a few KB; parsing JSON holds
+    # the interpreter (1 MB of empty objects: 35 ms, and every other request waits) and takes up
+    # to 25 times its size in memory (see bench/bodies).
+    max_delivery_bytes: int = 256 * 1024
     client_orgs: str = ""  # "client=ORGID@AdobeOrg,…": the client a Delivery request of that organization is for
     default_client: str = ""  # the client of Delivery requests that name none and match no other rule
     admin_key: str = ""  # the /api admin key; none means /api answers on loopback only

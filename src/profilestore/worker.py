@@ -296,11 +296,6 @@ def run_worker_process(runner: WorkerThread, signals: set[int], heartbeat_fd: in
     with EXIT_STALLED when it is not, so that its supervisor starts a new one."""
     runner.start()
     while True:
-        received = signal.sigtimedwait(signals, BEAT_SECONDS)
-        if received is not None and received.si_signo != signal.SIGUSR1:
-            return  # SIGINT or SIGTERM: stop
-        if received is not None:
-            runner.wake()
         problem = runner.problem()
         if problem:
             log.critical("%s: the process exits so that it is started again", problem)
@@ -308,6 +303,11 @@ def run_worker_process(runner: WorkerThread, signals: set[int], heartbeat_fd: in
             os._exit(EXIT_STALLED)  # the worker's thread may hold locks: no clean shutdown
         if heartbeat_fd is not None:
             _beat(heartbeat_fd, runner.failing())
+        received = signal.sigtimedwait(signals, BEAT_SECONDS)
+        if received is not None and received.si_signo != signal.SIGUSR1:
+            return  # SIGINT or SIGTERM: stop
+        if received is not None:
+            runner.wake()
 
 
 def _beat(fd: int, failing: Failing | None) -> None:
@@ -332,7 +332,7 @@ class WorkerProcess:
         self.restarts = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._gap: str | None = None  # why no child is working right now
+        self._gap: str | None = None  # why no child is working right now, until a new one reports
         self._quick_deaths = 0  # children in a row that died before they first reported
         self._start()
         self._watcher = threading.Thread(target=self._watch, name="worker-watcher", daemon=True)
@@ -382,7 +382,7 @@ class WorkerProcess:
         self._unread += received
         *lines, self._unread = self._unread.split(b"\n")
         with self._lock:
-            self._last_beat, self._beaten = time.monotonic(), True
+            self._last_beat, self._beaten, self._gap = time.monotonic(), True, None
             for line in lines[-1:]:
                 try:
                     self._failing = Failing(**orjson.loads(line)) if line != b"{}" else None
@@ -424,8 +424,7 @@ class WorkerProcess:
             self._stopping.wait(min(30.0, 0.5 * 2**self._quick_deaths))
         with self._lock:
             if not self._stopping.is_set():
-                self._start()
-                self._gap = None
+                self._start()  # the gap lasts until it first reports
                 self.restarts += 1
 
     def stop(self) -> None:

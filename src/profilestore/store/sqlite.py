@@ -57,7 +57,8 @@ SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < ? AND seq < (S
     ORDER BY finished_ms LIMIT ?"""
 DELETE_BATCH = "DELETE FROM batches WHERE seq = ?"
 DELETE_FAILED_ROWS_OF_BATCH = "DELETE FROM failed_rows WHERE seq = ?"
-INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, ?)"
+INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, zeroblob(?))"  # then written in pieces
+PAYLOAD_PIECE = 1 << 20
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw, raw_length) VALUES (?, ?, ?, ?, ?, ?)"
@@ -186,7 +187,13 @@ class SQLiteTx(WriteTx):
 
     def insert_batch(self, batch: Batch, payload: bytes) -> int:
         seq = self._conn.execute(INSERT_BATCH, batch_values(batch)).lastrowid
-        self._conn.execute(INSERT_PAYLOAD, (seq, payload))
+        self._conn.execute(INSERT_PAYLOAD, (seq, len(payload)))
+        # Piece by piece: bound as one parameter, 50 MB were copied in one go holding the GIL,
+        # and every request of the process waited for it.
+        view = memoryview(payload)
+        with self._conn.blobopen("batch_payloads", "payload", seq) as blob:
+            for offset in range(0, len(payload), PAYLOAD_PIECE):
+                blob.write(view[offset : offset + PAYLOAD_PIECE])
         return seq
 
     def batch(self, seq: int) -> Batch | None:

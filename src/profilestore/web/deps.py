@@ -24,6 +24,7 @@ from ..store.base import Store
 from ..updates import UpdateService
 
 T = TypeVar("T")
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 async def batches(request: Request) -> BatchService:
@@ -88,15 +89,17 @@ async def call_rate(request: Request) -> None:
 
 async def admin(request: Request) -> None:
     """The admin key from configuration; with none configured, loopback callers only, by the
-    address of the connection's peer (a forwarded header counts only from a proxy the operator
-    named in PROFILESTORE_TRUSTED_PROXIES, and the server applies that before this runs)."""
-    key = request.app.state.settings.admin_key
-    if not key:
-        if not is_loopback(request.client.host if request.client else ""):
+    address of the connection's peer. Forwarded headers count only from the proxies named in
+    PROFILESTORE_TRUSTED_PROXIES (the server puts the caller they name in their place); from any
+    other peer, a request that carries one came through a proxy, so its caller is not local."""
+    settings = request.app.state.settings
+    if not settings.admin_key:
+        forwarded = not settings.trusted_proxies and any(h in request.headers for h in FORWARDED_HEADERS)
+        if forwarded or not is_loopback(request.client.host if request.client else ""):
             raise Rejected(403, "The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
         return
     supplied = bearer(request.headers.get("authorization"))
-    if supplied is None or not hmac.compare_digest(supplied.encode(), key.encode()):
+    if supplied is None or not hmac.compare_digest(supplied.encode(), settings.admin_key.encode()):
         raise Rejected(401, "The admin API needs Authorization: Bearer ADMIN_KEY", CHALLENGE)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import sys
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -94,6 +95,7 @@ def raise_open_files_limit() -> None:
 
 def run(app, host: str, port: int, settings: Settings) -> None:
     raise_open_files_limit()
+    sys.setswitchinterval(0.0005)
     proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
     uvicorn.run(
         app, host=host, port=port, http=protocol(settings),

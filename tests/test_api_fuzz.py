@@ -1,0 +1,36 @@
+"""Every call the service's OpenAPI document describes, with parameters generated from it by
+schemathesis (ids, batch ids, limits, offsets, quotas, token lifetimes, ...), against a real
+`profilestore serve`: none is answered with a server error."""
+
+import os
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from support import apply, eventually, serve_process
+
+EXAMPLES = 400  # in all, across the operations; bounded so that the suite stays short
+
+
+def test_no_generated_call_gets_a_server_error(store_url, tmp_path):
+    with serve_process(store_url, tmp_path) as server:
+        apply_some_data(server.url)
+        schema = schemathesis.openapi.from_url(f"{server.url}/api/openapi.json")
+
+        @settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("CI") == "true",
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(case=schema.as_strategy())
+        def call(case) -> None:
+            response = case.call(base_url=server.url, timeout=60)
+            assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+
+        call()
+
+
+def apply_some_data(url: str) -> None:
+    """A batch with failed rows, so that generated ids sometimes meet stored ones."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=60) as http:
+        apply(http, "batch=thirdPartyId,city\nc1,Oslo\n,Rome\nc3,a%zz\n")
+        eventually(lambda: http.get("/api/health").status_code == 200, "healthy")
