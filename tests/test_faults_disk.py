@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from faults import SmallDisk, need_root
+from test_cli import cli
 from support import (
     FakeClock, accepted_id, attributes, eventually, numbered_rows, serve_process, started, submit, table_rows,
     wait_complete, xml_fields,
@@ -47,6 +48,8 @@ def test_a_disk_that_fills_during_a_batch_then_frees_loses_no_row(disk, tmp_path
         retrying = eventually(lambda: (r := http.get(f"/api/batches/{first}").json())["lastError"] and r, "retrying")
         assert retrying["status"] == "incomplete" and retrying["nextAttemptAt"] and retrying["failingSince"]
         assert retrying["lastError"] == "the disk is full (SQLITE_FULL)"
+        shown = cli("status", first, url=server.url).stdout
+        assert "retrying since" in shown and "the disk is full (SQLITE_FULL); next attempt" in shown
         refused = submit(http, numbered_rows("second", 10))
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
         assert xml_fields(refused) == {"success": "false", "message": "The store cannot be used right now: the disk is full (SQLITE_FULL). Try again in a few seconds"}  # fmt: skip

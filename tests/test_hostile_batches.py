@@ -18,6 +18,7 @@ LIMITS = {"pcId": 128, "thirdPartyId": 256}
 pieces = st.sampled_from([
     b"a", b"Z9", b"-", b".", b"%41", b"%C3%A9", b"%2C", b"%0A", b"%2B", b"%2F", b"+", b"/", b"%", b"%z", b"%zz", b"%4",
     b"%00", b"%E9", b"%C3", b"%A9", b"\xe9", b"\xc3\xa9", b"\xc3", b"\x00", b"\r", b"=", b"&", b'"', b"x" * 130, b"y" * 260,
+    b"\xc3%A9", b"%C3\xa9",  # a raw byte that is not UTF-8 alone, completed by an escape
 ])  # fmt: skip
 cells = st.lists(pieces, max_size=4).map(b"".join)
 lines = st.one_of(st.lists(cells, min_size=1, max_size=5).map(b",".join), st.sampled_from([b"", b"\r"]))

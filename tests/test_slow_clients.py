@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from support import DEADLINE_SECONDS, apply, serve_process
+from support import DEADLINE_SECONDS, apply, eventually, serve_process, submit, xml_fields
 
 SLOW_CONNECTIONS = 2_000
 
@@ -69,3 +69,20 @@ def test_a_request_whose_body_does_not_arrive_in_time_is_cut_off(store_url, tmp_
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
         assert httpx.get(f"{server.url}/api/batches", timeout=30).json()["batches"] == [], "nothing was stored"
+
+
+def test_slow_uploads_holding_every_turn_make_other_large_ones_try_again_later(store_url, tmp_path):
+    env = {"PROFILESTORE_MAX_CONCURRENT_UPLOADS": "1", "PROFILESTORE_UPLOAD_WAIT_SECONDS": "1"}
+    with serve_process(store_url, tmp_path, env) as server:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.sendall(b"POST /m2/demo/v2/profile/batchUpdate HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\nbatch=")
+        large = "batch=thirdPartyId,note\n" + "".join(f"c{i},{'x' * 100}\n" for i in range(15_000))
+        try:
+            refused = eventually(lambda: (r := submit(http, large)).status_code == 503 and r, "refused for now")
+            assert xml_fields(refused)["message"].startswith("The service is receiving as many large batches as it takes")
+            assert int(refused.headers["Retry-After"]) > 0
+            assert apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")["successfulUpdates"] == 1, "small ones go on"
+        finally:
+            slow.close()
+        assert eventually(lambda: submit(http, large).status_code == 200, "accepted once the turn is free")

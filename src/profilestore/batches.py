@@ -109,29 +109,29 @@ class BatchService:
         for row in self._all_failed_rows(batch.seq):
             cells = row.raw.count(b",") + 1
             padding = b"," * (width - cells) if cells < width else b""
-            reason = f"line {row.line}: {row.reason}"
-            if len(row.raw) < row.raw_length:
+            reason, cut = f"line {row.line}: {row.reason}", len(row.raw) < row.raw_length
+            if cut:
                 reason += (f"; only the first {len(row.raw):,} of its {row.raw_length:,} bytes are kept, "
                            "so it cannot be resubmitted as it is")  # fmt: skip
-            line = row.raw + padding + b"," + quote(reason, safe=" ()':;/-_.!~*").encode()
-            if len(row.raw) < row.raw_length:
-                line += b",#cut"
+            line = row.raw + padding + b"," + quote(reason, safe=" ()':;/-_.!~*").encode() + (b",#cut" if cut else b"")
             yield (_defused(line) if for_spreadsheets else line) + b"\n"
 
     def unprocessed_rows_csv(self, batch: Batch) -> bytes:
         """A stuck batch's rows not yet applied, as a batch file to resubmit."""
         if batch.state != STUCK:
-            raise Rejected(409, f"Batch {id_of(batch)} is {target_status(batch)}: only a stuck batch has rows left unapplied")
+            status = target_status(batch)
+            raise Rejected(409, f"Batch {id_of(batch)} is {status}: only a stuck batch has rows left unapplied")
         payload = self.store.batch_payload(batch.seq)
         if payload is None:
             raise Rejected(410, f"The bytes of batch {id_of(batch)} are no longer stored: {batch.stuck_reason}")
         return batch.header + b"\n" + payload[batch.cursor:]
 
     def _all_failed_rows(self, seq: int) -> Iterator[FailedRow]:
-        offset = 0
-        while page := self.store.failed_rows(seq, FAILURES_PAGE, offset):
+        """Every failed row of the batch, a page at a time (a batch may have 500,000)."""
+        after_line = 0
+        while page := self.store.failed_rows(seq, FAILURES_PAGE, after_line=after_line):
             yield from page
-            offset += len(page)
+            after_line = page[-1].line
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -197,7 +197,8 @@ class BatchService:
             since = current.failing_since_ms or now
             attempts = current.attempts + (0 if passes else 1)
             if passes and now - since >= give_up_ms:
-                return self._stuck(tx, current, f"gave up after {self.settings.retry_give_up_hours:g} h of failed attempts; the last: {reason}")
+                hours = self.settings.retry_give_up_hours
+                return self._stuck(tx, current, f"gave up after {hours:g} h of failed attempts; the last: {reason}")
             if attempts >= MAX_ATTEMPTS:
                 return self._stuck(tx, current, reason)
             updated = replace(current, attempts=attempts, last_error=reason, failing_since_ms=since,

@@ -82,7 +82,9 @@ def parse_header(payload: bytes) -> Header:
     if not line.startswith(PREFIX):
         raise Rejected(400, "The batch must start with 'batch=' followed by the header, e.g. batch=pcId,attr1,attr2")
     if b"\r" in line:
-        raise Rejected(400, "The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends")
+        raise Rejected(
+            400, "The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends"
+        )
     try:
         cells = line[len(PREFIX):].decode("utf-8").split(",")
     except UnicodeDecodeError:

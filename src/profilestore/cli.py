@@ -96,7 +96,8 @@ def worker(store, data_dir, parent_pid, heartbeat_fd) -> None:
         die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
     db = _opened(settings)
-    runner = WorkerThread(Worker(BatchService(db, settings), settings.worker_poll_seconds), settings.worker_stall_seconds)
+    worker_loop = Worker(BatchService(db, settings), settings.worker_poll_seconds)
+    runner = WorkerThread(worker_loop, settings.worker_stall_seconds)
     spare_the_collector()
     console.print(f"worker on store {settings.store_url}")
     run_worker_process(runner, signals, heartbeat_fd)
@@ -311,5 +312,9 @@ def _print_record(record: dict, url: str) -> None:
         console.print(f"failed rows: {url}/api/batches/{record['batchId']}/failures.csv")
     if record.get("stuckReason"):
         console.print(f"[red]stuck: {record['stuckReason']}[/red]")
+        console.print(f"rows not applied: {url}/api/batches/{record['batchId']}/unprocessed.csv")
+    if record.get("lastError"):
+        console.print(f"[yellow]retrying since {record['failingSince']}: {record['lastError']}; "
+                      f"next attempt {record['nextAttemptAt']}[/yellow]")  # fmt: skip
     if record.get("heldBack"):
         console.print(f"held back: {record['heldBack']}")

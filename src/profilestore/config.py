@@ -46,7 +46,8 @@ class Settings:
     retry_give_up_hours: float = 24  # Target's promise: a batch failing this long for passing reasons is stuck
     worker_stall_seconds: float = 60  # a worker loop silent this long is stuck: its process is restarted
     health_max_wait_minutes: float = 60  # health fails when a batch has waited longer than this
-    max_concurrent_uploads: int = 2  # batch bodies read and stored at once; others wait their turn
+    max_concurrent_uploads: int = 2  # large batch bodies read and stored at once; others wait their turn
+    upload_wait_seconds: float = 30  # how long one waits for its turn before a 503
     header_timeout_seconds: float = 10  # a request's line and headers must arrive within this
     body_timeout_seconds: float = 300  # and its body within this after them
     trusted_proxies: str = ""  # "IP,IP": proxies whose X-Forwarded-For names the caller; none by default

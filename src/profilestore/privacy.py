@@ -51,7 +51,8 @@ class PrivacyService:
         removed = self.store.write(client, delete)
         if profile is None and not removed:
             raise Rejected(404, not_found_json(client, kind, visitor_id)["message"])
-        return {"deleted": {"client": client, "ids": ids}, "profileFound": profile is not None, "failedRowsRemoved": removed}
+        deleted = {"client": client, "ids": ids}
+        return {"deleted": deleted, "profileFound": profile is not None, "failedRowsRemoved": removed}
 
     def _profile_or_none(self, client: str, kind: str, visitor_id: str) -> Profile | None:
         try:

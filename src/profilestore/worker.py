@@ -142,12 +142,13 @@ class Worker:
         now = self.batches.clock()
         batch, self._failed_batch = self._failed_batch, None
         since = self.failing.failing_since_ms if self.failing else now
-        self.failing = Failing(batch and id_of(batch), cause, since, now + int(delay * 1000))
+        self.failing = Failing(id_of(batch) if batch else None, cause, since, now + int(delay * 1000))
         self._wait(delay, self._stop)
 
     def _recovered(self) -> None:
         if self.failing is not None:
-            log.info("the worker goes on after %d failed attempts (the last: %s)", self.backoff.failures, self.failing.last_error)
+            failures, last = self.backoff.failures, self.failing.last_error
+            log.info("the worker goes on after %d failed attempts (the last: %s)", failures, last)
             self.failing = None
         self.backoff.succeeded()
 
@@ -329,7 +330,6 @@ class WorkerProcess:
         self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url,
                         "--parent-pid", str(os.getpid())]  # fmt: skip
         self.stall_seconds = stall_seconds
-        self.restarts = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._gap: str | None = None  # why no child is working right now, until a new one reports
@@ -425,7 +425,6 @@ class WorkerProcess:
         with self._lock:
             if not self._stopping.is_set():
                 self._start()  # the gap lasts until it first reports
-                self.restarts += 1
 
     def stop(self) -> None:
         self._stopping.set()

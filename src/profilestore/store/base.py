@@ -282,8 +282,8 @@ class Store(ABC):
         """The bytes of a batch not yet complete."""
 
     @abstractmethod
-    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
-        """A batch's failed rows in line order."""
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0, after_line: int = 0) -> list[FailedRow]:
+        """A batch's failed rows in line order: of those after the line, up to `limit`, skipping `offset`."""
 
     @abstractmethod
     def close(self) -> None:

@@ -69,7 +69,7 @@ INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (%s, %b)"  # 
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = %s"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = %s"
 COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw, raw_length) FROM STDIN"
-SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = %s
+SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = %s AND line > %s
     ORDER BY line LIMIT %s OFFSET %s"""
 SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_ms) FROM batches
     WHERE state NOT IN ('{COMPLETE}', '{STUCK}')"""
@@ -471,8 +471,8 @@ class PostgresStore(Store):
             row = conn.cursor(binary=True).execute(SELECT_PAYLOAD, (seq,)).fetchone()
         return row[0] if row else None
 
-    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
-        return [FailedRow(*row) for row in self._all(SELECT_FAILED_ROWS, (seq, limit, offset))]
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0, after_line: int = 0) -> list[FailedRow]:
+        return [FailedRow(*row) for row in self._all(SELECT_FAILED_ROWS, (seq, after_line, limit, offset))]
 
     def close(self) -> None:
         if self._closed:

@@ -62,7 +62,7 @@ PAYLOAD_PIECE = 1 << 20
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
 DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw, raw_length) VALUES (?, ?, ?, ?, ?, ?)"
-SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = ?
+SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = ? AND line > ?
     ORDER BY line LIMIT ? OFFSET ?"""
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
 # CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
@@ -402,8 +402,8 @@ class SQLiteStore(Store):
         return row[0] if row else None
 
     @_translated
-    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0) -> list[FailedRow]:
-        rows = self._reader().execute(SELECT_FAILED_ROWS, (seq, -1 if limit is None else limit, offset))
+    def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0, after_line: int = 0) -> list[FailedRow]:
+        rows = self._reader().execute(SELECT_FAILED_ROWS, (seq, after_line, -1 if limit is None else limit, offset))
         return [FailedRow(*row) for row in rows]
 
     def close(self) -> None:

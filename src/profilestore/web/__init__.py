@@ -63,7 +63,8 @@ def create_app(
         app.state.upload_slots = asyncio.Semaphore(settings.max_concurrent_uploads)
         app.state.worker = worker
         if settings.run_worker:
-            app.state.worker = WorkerThread(Worker(service, settings.worker_poll_seconds, sleep), settings.worker_stall_seconds)
+            loop = Worker(service, settings.worker_poll_seconds, sleep)
+            app.state.worker = WorkerThread(loop, settings.worker_stall_seconds)
             app.state.worker.start()
         try:
             yield

@@ -70,8 +70,9 @@ def batch_failures(
 
 @router.get("/batches/{batch_id}/failures.csv")
 def batch_failures_csv(
-    batch_id: str, variant: str = Query("batch", pattern="^(batch|spreadsheet)$"), service: BatchService = Depends(batches)
-) -> Response:
+    batch_id: str, variant: str = Query("batch", pattern="^(batch|spreadsheet)$"),
+    service: BatchService = Depends(batches),
+) -> Response:  # fmt: skip
     """The failed rows as a batch file to fix and resubmit as it is; variant=spreadsheet
     defuses cells a spreadsheet would run as formulas (and cannot be resubmitted as it is)."""
     batch = service.find(batch_id)
@@ -165,7 +166,9 @@ class ClientChange(BaseModel):
 
 class TokenRequest(BaseModel):
     expiresInDays: float | None = Field(None, gt=0, le=MAX_TOKEN_DAYS)
-    keepPreviousHours: float = Field(0, ge=0, le=MAX_TOKEN_DAYS * 24, description="keep the live tokens this long (rotation)")
+    keepPreviousHours: float = Field(
+        0, ge=0, le=MAX_TOKEN_DAYS * 24, description="keep the live tokens this long (rotation)"
+    )
 
 
 @router.get("/clients/{client}")

@@ -4,7 +4,10 @@ after decompression."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -13,6 +16,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from ..errors import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
+SMALL_BODY = 1024 * 1024  # a body declared this small is read at once, whatever else is being read
 
 
 async def read_batch(request: Request, limit: int) -> bytes | bytearray:
@@ -28,6 +32,27 @@ async def read_batch(request: Request, limit: int) -> bytes | bytearray:
     if body.startswith(GZIP_MAGIC):
         body = _gunzip(body, limit)
     return body
+
+
+@asynccontextmanager
+async def upload_slot(request: Request, slots: int, wait_seconds: float) -> AsyncIterator[None]:
+    """A turn to read a large body: each may be 50 MB, so only `slots` are read at once, and
+    the others wait unread in their connections. One that waits longer than wait_seconds
+    (slow uploads hold the turns) is answered 503, to try again."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) < SMALL_BODY:
+        yield
+        return
+    try:
+        await asyncio.wait_for(request.app.state.upload_slots.acquire(), wait_seconds)
+    except TimeoutError:
+        raise Rejected(503, f"The service is receiving as many large batches as it takes at once ({slots}, "
+                            "PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds",
+                       {"Retry-After": "5"}) from None  # fmt: skip
+    try:
+        yield
+    finally:
+        request.app.state.upload_slots.release()
 
 
 def _too_large(what: str, limit: int) -> Rejected:

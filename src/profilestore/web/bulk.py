@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from ..batches import BatchService, id_of
 from ..store.base import Batch
 from . import xml
-from .body import read_batch
+from .body import read_batch, upload_slot
 from .deps import batches, call_rate, profile_api_token, wake_worker
 
 router = APIRouter(dependencies=[Depends(profile_api_token), Depends(call_rate)])
@@ -27,9 +27,9 @@ async def batch_update_v2(client: str, request: Request, service: BatchService =
 
 
 async def _submit(request: Request, service: BatchService, client: str, version: int) -> Response:
-    # A few bodies at a time: each may be 50 MB, and more wait unread in their connections.
-    async with request.app.state.upload_slots:
-        payload = await read_batch(request, service.settings.max_batch_bytes)
+    settings = service.settings
+    async with upload_slot(request, settings.max_concurrent_uploads, settings.upload_wait_seconds):
+        payload = await read_batch(request, settings.max_batch_bytes)
         batch = await run_in_threadpool(service.submit, client, version, payload)
     wake_worker(request)
     return xml.submitted(batch, status_url(request, batch))

@@ -35,7 +35,8 @@ async def health(request: Request) -> JSONResponse:
     failing = state.worker.failing() if state.worker else None
     if failing:
         what = f"batch {failing.batch_id}" if failing.batch_id else "its work"
-        problems.append(f"the worker keeps failing at {what} since {iso_ms(failing.failing_since_ms)}: {failing.last_error}")
+        since = iso_ms(failing.failing_since_ms)
+        problems.append(f"the worker keeps failing at {what} since {since}: {failing.last_error}")
     parts = {"worker": "elsewhere" if state.worker is None else (worker or "running")}
     if queue:
         parts["queue"] = _queue_json(queue, state.clock(), state.settings.health_max_wait_minutes, problems)
