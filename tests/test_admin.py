@@ -112,3 +112,20 @@ def test_quotas_beyond_what_the_store_holds_are_400(http, field, value, limit):
     response = http.patch("/api/clients/demo", json={field: value})
     assert response.status_code == 400
     assert response.json()["message"] == f"Invalid request: {field}: Input should be less than or equal to {limit}"
+
+
+@pytest.mark.parametrize("path", [
+    "/api/batches?client=%00", "/api/profiles/tntId/t1?client=%00", "/api/clients/%00/tokens",
+    "/api/clients/de%00mo/privacy/TNTID/t1", "/api/profiles/tntId/t1/attributes/a?client=%00",
+])  # fmt: skip
+def test_a_client_code_that_cannot_be_one_is_400_on_every_admin_route(http, path):
+    # Regression: PostgreSQL cannot take a NUL in a string, and these answered 500.
+    method = "DELETE" if path.endswith("/attributes/a?client=%00") else "GET"
+    response = http.request(method, path)
+    assert response.status_code == 400 and response.json()["message"].startswith("Invalid client code")
+
+
+def test_a_forwarded_header_the_server_does_not_read_never_makes_a_loopback_caller(store_url, tmp_path):
+    with serve_process(store_url, tmp_path, {"PROFILESTORE_TRUSTED_PROXIES": "127.0.0.1"}) as server:
+        response = httpx.get(f"{server.url}/api/clients/demo", headers={"Forwarded": "for=203.0.113.9"})
+        assert response.status_code == 403

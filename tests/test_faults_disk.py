@@ -98,8 +98,8 @@ def test_a_batch_failing_past_the_give_up_time_is_stuck_and_offers_its_unapplied
     body = numbered_rows("first", 2_000)
     batch_id = accepted_id(submit(accepting, body))
     disk.fill()
-    disk.free_a_little(32 * 1024)  # room for the batch's record, not for a chunk of rows
-    http = make_service_on(store=store_url, clock=clock, retry_max_seconds=0.2, chunk_rows=500)
+    disk.free_a_little(128 * 1024)  # room for the batch's records, not for its chunk of 2,000 rows
+    http = make_service_on(store=store_url, clock=clock, retry_max_seconds=0.2, chunk_rows=2_000)
 
     failing = eventually(lambda: (r := http.get(f"/api/batches/{batch_id}").json())["lastError"] and r, "retrying")
     assert failing["failingSince"] == "2026-11-23T10:00:00.000+00:00" and failing["status"] == "incomplete"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from profilestore.batches import MAX_OPEN_ATTEMPTS
 from profilestore.worker import EXIT_STALLED, Worker
 from support import DEADLINE_SECONDS, accepted_id, apply, attributes, eventually, serve_process, submit, wait_complete
 from test_cli import _children, _gone
@@ -97,3 +98,20 @@ def test_the_worker_loop_goes_on_after_an_error_that_is_not_the_stores(make_serv
     http = make_service()
     assert apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")["successfulUpdates"] == 1
     eventually(lambda: next(failures, None) is None and http.get("/api/health").status_code == 200, "healthy")
+
+
+def test_a_batch_that_kills_every_worker_becomes_stuck_and_lets_the_next_one_go(store_url, make_service_on, tmp_path):
+    http = make_service_on(store=store_url, run_worker=False)
+    poison = accepted_id(submit(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n"))
+    later = accepted_id(submit(http, "batch=thirdPartyId,city\ncrm-2,Rome\n"))
+    command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url]
+    crashing = {**os.environ, "PYTHONPATH": str(INJECT), "PROFILESTORE_TEST_WORKER_CRASHES": "1"}
+    for _ in range(MAX_OPEN_ATTEMPTS):
+        assert subprocess.run(command, env=crashing, capture_output=True, timeout=60).returncode == -signal.SIGKILL
+    assert http.get(f"/api/batches/{poison}").json()["status"] == "incomplete", "each crash alone is no reason"
+    make_service_on(store=store_url)  # a worker that does not crash comes along
+    record = wait_complete(http, poison)
+    assert record["status"] == "stuck"
+    assert record["stuckReason"] == (f"the worker stopped {MAX_OPEN_ATTEMPTS} times while applying line 2 on, with "
+                                     "nothing committed (killed, out of memory or frozen: see its log)")  # fmt: skip
+    assert wait_complete(http, later)["successfulUpdates"] == 1

@@ -80,7 +80,8 @@ def test_slow_uploads_holding_every_turn_make_other_large_ones_try_again_later(s
         large = "batch=thirdPartyId,note\n" + "".join(f"c{i},{'x' * 100}\n" for i in range(15_000))
         try:
             refused = eventually(lambda: (r := submit(http, large)).status_code == 503 and r, "refused for now")
-            assert xml_fields(refused)["message"].startswith("The service is receiving as many large batches as it takes")
+            assert xml_fields(refused)["message"] == ("The service is receiving as many large batches as it takes at "
+                                                      "once (PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds")
             assert int(refused.headers["Retry-After"]) > 0
             assert apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")["successfulUpdates"] == 1, "small ones go on"
         finally:

@@ -17,13 +17,12 @@ from cachetools import TTLCache
 from .clients import check_client
 from .config import Settings
 from .errors import Rejected
-from .ids import iso_ms, now_ms
+from .ids import HOUR_MS, iso_ms, now_ms
 from .store.base import ClientConfig, Store, Token, WriteTx
 
 TOKEN_PREFIX = "pst_"
 CONFIG_TTL_MS = 1_000  # how long another process may go on with a client's previous settings
 CACHED_CLIENTS = 10_000  # client codes come from callers: the cache of their settings is bounded
-HOUR_MS = 3_600_000
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="profilestore"'}
 
 

@@ -10,14 +10,21 @@ from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_
 from .clients import check_client, client_limit
 from .config import Settings
 from .errors import Rejected
-from .ids import batch_id, now_ms, parse_batch_id
+from .ids import HOUR_MS, batch_id, now_ms, parse_batch_id
 from .limits import check_daily_rows, utc_day_start
 from .profiles import ProfileTooLarge, batch_write_order, find_profiles, new_profile, set_attributes
 from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, StoreUnavailable, WriteTx
 
 TARGET_STATUS = {COMPLETE: "complete", STUCK: "stuck"}  # anything else is still "incomplete"
 MAX_ATTEMPTS = 3  # failed attempts in a row, for reasons that do not pass, before a batch is stuck
-HOUR_MS = 3_600_000
+# Attempts in a row that began and never ended, neither with a chunk committed nor with a
+# failure recorded: the worker was killed, ran out of memory or froze on them. A batch that
+# does that to every worker must not hold its client's queue (on SQLite, everyone's) for ever.
+MAX_OPEN_ATTEMPTS = 5
+# A failure like the one stored is stored again only once its next attempt is this stale: on a
+# nearly full disk every write takes room until the next checkpoint, and the room left must
+# serve for the write that gives up.
+REFRESH_FAILURE_MS = 60_000
 # What a failed row keeps: an id of more than KEPT_ID_CHARS (four times the longest valid one)
 # is cut and ends with …, and so is a longer line; the failures file says which lines it holds
 # only in part.
@@ -167,8 +174,8 @@ class BatchService:
                 current,
                 cursor=cursor, cursor_line=cursor_line, consumed=current.consumed + len(rows),
                 successful=current.successful + outcome.successful, not_found=current.not_found + outcome.not_found,
-                failed=current.failed + len(failures), attempts=0, last_error=None, failing_since_ms=None,
-                next_attempt_ms=None,
+                failed=current.failed + len(failures), attempts=0, open_attempts=0, last_error=None,
+                failing_since_ms=None, next_attempt_ms=None,
                 state=COMPLETE if done else RUNNING, started_ms=current.started_ms or now,
                 finished_ms=now if done else None, held_reason=None if done else held_reason,
             )  # fmt: skip
@@ -201,16 +208,44 @@ class BatchService:
                 return self._stuck(tx, current, f"gave up after {hours:g} h of failed attempts; the last: {reason}")
             if attempts >= MAX_ATTEMPTS:
                 return self._stuck(tx, current, reason)
-            updated = replace(current, attempts=attempts, last_error=reason, failing_since_ms=since,
+            if passes and reason == current.last_error and now < (current.next_attempt_ms or 0) + REFRESH_FAILURE_MS:
+                return current  # as stored, but for a next attempt that health and serve's records show
+            updated = replace(current, attempts=attempts, open_attempts=0, last_error=reason, failing_since_ms=since,
                               next_attempt_ms=now + retry_in_ms)  # fmt: skip
             tx.update_batch(updated)
             return updated
 
         return self.store.write(batch.client, record)
 
+    def start_attempt(self, batch: Batch) -> Batch:
+        """Note that a worker begins on the batch's next chunk; after MAX_OPEN_ATTEMPTS begun and
+        never ended, the batch is stuck instead (see there)."""
+
+        def start(tx: WriteTx) -> Batch:
+            current = tx.batch(batch.seq)
+            if current is None or current.state in (COMPLETE, STUCK):
+                return current or batch
+            if current.open_attempts >= MAX_OPEN_ATTEMPTS:
+                return self._stuck(tx, current, f"the worker stopped {current.open_attempts} times while applying "
+                                                f"line {current.cursor_line} on, with nothing committed (killed, out "
+                                                "of memory or frozen: see its log)")  # fmt: skip
+            started = replace(current, open_attempts=current.open_attempts + 1)
+            tx.update_batch(started)
+            return started
+
+        return self.store.write(batch.client, start)
+
     def give_up(self, batch: Batch, reason: str) -> Batch:
-        """Make the batch stuck at once: it can never be applied (its bytes are lost or unreadable)."""
-        return self.store.write(batch.client, lambda tx: self._stuck(tx, tx.batch(batch.seq), reason))
+        """Make the batch stuck at once: it can never be applied (its bytes are lost or
+        unreadable), unless it finished meanwhile (another worker may have dropped its bytes)."""
+
+        def give_up(tx: WriteTx) -> Batch:
+            current = tx.batch(batch.seq)
+            if current is None or current.state in (COMPLETE, STUCK):
+                return current or batch
+            return self._stuck(tx, current, reason)
+
+        return self.store.write(batch.client, give_up)
 
     def _stuck(self, tx: WriteTx, batch: Batch, reason: str) -> Batch:
         stuck = replace(batch, state=STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None)

@@ -91,7 +91,7 @@ def worker(store, data_dir, parent_pid, heartbeat_fd) -> None:
     # Event's lock, and deadlock. Blocked before any thread starts, so every thread inherits it.
     signals = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}  # SIGUSR1: `serve` accepted a batch
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # serve starts us with it ignored; blocked, it waits for sigwait
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # serve starts us with it ignored; blocked, it waits
     if parent_pid:
         die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))

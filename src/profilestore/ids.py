@@ -16,6 +16,9 @@ ID_MAX = {"tntId": 128, "thirdPartyId": 256, "marketingCloudVisitorId": 38}
 TNT_ID_SUFFIX = ".01_0"
 
 
+HOUR_MS = 3_600_000
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -42,6 +42,7 @@ PURGE_EVERY_MS = 60_000
 PURGE_CHUNK = 1_000
 FIRST_RETRY_SECONDS = 0.25
 BEAT_SECONDS = 1.0  # how often a worker reports while it waits
+QUICK_DEATH_SECONDS = 10  # a worker process that dies younger than this is restarted after a pause
 EXIT_STALLED = 70  # `profilestore worker`'s exit status when its loop died or stalled
 
 
@@ -58,7 +59,7 @@ class Backoff:
     def next_delay(self) -> float:
         """The pause before the next attempt, should this one fail; the same until it is taken."""
         if self._next is None:
-            ceiling = min(self.cap, self.first * 2**self.failures)
+            ceiling = min(self.cap, self.first * 2 ** min(self.failures, 30))  # 2**1024 is no float
             self._next = ceiling * (0.5 + self._draw() / 2)
         return self._next
 
@@ -93,10 +94,12 @@ class Worker:
         self.backoff = Backoff(FIRST_RETRY_SECONDS, batches.settings.retry_max_seconds)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait  # tests pass a sleep that moves a fake clock
+        # Tests pass a sleep that moves a fake clock; this one reports while it waits.
+        self._sleep = sleep or (lambda seconds: self._wait(seconds, self._stop))
         self._last_purge: int | None = None
         self.failing: Failing | None = None
         self._failed_batch: Batch | None = None  # the batch of the attempt that just failed
+        self._begun: int | None = None  # the batch this worker has counted its attempt at
         self.beat_at = time.monotonic()
 
     def wake(self) -> None:
@@ -173,12 +176,12 @@ class Worker:
         before = self.batches.clock() - self.batches.settings.lifetime_ms
         return self.batches.store.write(None, lambda tx: tx.purge_inactive(before, limit))
 
-    @staticmethod
-    def _purge_all(purge_some: Callable[[int], int], what: str) -> None:
+    def _purge_all(self, purge_some: Callable[[int], int], what: str) -> None:
         """Call purge_some(PURGE_CHUNK), each in its own transaction, until it purges fewer."""
         purged = 0
         while True:
             deleted = purge_some(PURGE_CHUNK)
+            self.beat_at = time.monotonic()
             purged += deleted
             if deleted < PURGE_CHUNK:
                 break
@@ -207,8 +210,14 @@ class Worker:
             pass  # logged as the loop's own failure
         except Exception:
             log.exception("recording a failed attempt of batch %s failed", id_of(batch))
+        self.beat_at = time.monotonic()
 
     def _apply(self, batch: Batch) -> None:
+        if self._begun != batch.seq:  # once per process and batch: a crash ends the process
+            batch = self.batches.start_attempt(batch)
+            self._begun = batch.seq
+            if batch.state in (COMPLETE, STUCK):
+                return
         log.info("applying batch %s from row %d of %d", id_of(batch), batch.consumed + 1, batch.size)
         payload = self.batches.store.batch_payload(batch.seq)
         if payload is None:
@@ -228,6 +237,7 @@ class Worker:
 
             batch = self._apply_chunk(batch, header, chunk, read_following)
             self.beat_at = time.monotonic()
+            self._recovered()  # the store works again: health, the record and the pauses say so
             if following and following[0].start == batch.cursor:
                 chunk = following[0]
             else:  # another worker moved the cursor
@@ -322,61 +332,88 @@ def _beat(fd: int, failing: Failing | None) -> None:
 class WorkerProcess:
     """`profilestore worker` on the store, as a child process of `serve`, kept running: a child
     that exits, or that has not reported through its heartbeat pipe for stall_seconds (frozen,
-    or its worker stalled), is killed and replaced. The caller must ignore SIGUSR1 (the wake-up
-    signal) before the first start: the child inherits that, so a wake-up that comes before the
-    worker has set its handler cannot kill it."""
+    or its worker stalled), is killed and replaced; one that dies young is replaced after a
+    pause that grows. The caller must ignore SIGUSR1 (the wake-up signal) before the first
+    start: the child inherits that, so a wake-up that comes before the worker has blocked the
+    signal cannot kill it. The child has a session of its own, so that a Ctrl-C or a stop
+    signal meant for serve's group reaches it through serve's stop() only."""
 
     def __init__(self, store_url: str, stall_seconds: float):
         self.command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url,
                         "--parent-pid", str(os.getpid())]  # fmt: skip
         self.stall_seconds = stall_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards what health and wake() read; held only briefly
         self._stopping = threading.Event()
-        self._gap: str | None = None  # why no child is working right now, until a new one reports
-        self._quick_deaths = 0  # children in a row that died before they first reported
+        self._gap: str | None = "the worker process is starting"  # why no child works, until one reports
+        self._quick_deaths = 0  # children in a row that died within QUICK_DEATH_SECONDS
+        self.process: subprocess.Popen | None = None
+        self._beats: int | None = None
         self._start()
         self._watcher = threading.Thread(target=self._watch, name="worker-watcher", daemon=True)
         self._watcher.start()
 
     def _start(self) -> None:
         beats, beat_end = os.pipe()
-        self._beats: int | None = beats
-        os.set_blocking(beat_end, False)
-        self.process = subprocess.Popen([*self.command, "--heartbeat-fd", str(beat_end)], pass_fds=(beat_end,))
-        os.close(beat_end)
-        self._last_beat = time.monotonic()
-        self._beaten = False
-        self._failing: Failing | None = None
-        self._unread = b""
+        try:
+            os.set_blocking(beat_end, False)
+            command = [*self.command, "--heartbeat-fd", str(beat_end)]
+            process = subprocess.Popen(command, pass_fds=(beat_end,), start_new_session=True)
+        except BaseException:
+            os.close(beats)
+            raise
+        finally:
+            os.close(beat_end)
+        with self._lock:
+            self.process, self._beats, self._started = process, beats, time.monotonic()
+            self._last_beat, self._beaten, self._failing, self._unread = self._started, False, None, b""
 
     def wake(self) -> None:
         """Tell the worker a batch was accepted."""
         with self._lock:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGUSR1)
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
 
     def problem(self) -> str | None:
         """Why no worker process is working right now, or None."""
         with self._lock:
             if self._gap:
                 return self._gap
-            if not self._beaten:
-                return "the worker process is starting"
             silent = time.monotonic() - self._last_beat
             return f"the worker process has not reported for {silent:.0f} s" if silent > self.stall_seconds else None
 
+    def failing(self) -> Failing | None:
+        with self._lock:
+            return self._failing
+
     def _watch(self) -> None:
+        """Read the child's reports and replace it when it is gone or silent. Nothing ends this
+        loop but stop(): without it, nothing would start a worker again."""
+        poller = select.poll()  # not select(): the pipe's descriptor may be above 1,024
         while not self._stopping.is_set():
-            beats = self._beats
-            readable, _, _ = select.select([beats], [], [], BEAT_SECONDS)
-            received = os.read(beats, 65536) if readable else b""
-            if readable and not received:  # the child closed its end: it is exiting
-                self._reap()
-            elif received:
-                self._heard(received)
-            gap = self._child_problem()
-            if gap and not self._stopping.is_set():
-                self._replace(gap)
+            try:
+                self._watch_once(poller)
+            except Exception:
+                log.exception("watching the worker process failed; trying again")
+                self._stopping.wait(BEAT_SECONDS)
+
+    def _watch_once(self, poller: select.poll) -> None:
+        if self._beats is None:  # the last start failed
+            self._replace("no worker process could be started")
+            return
+        poller.register(self._beats, select.POLLIN)
+        try:
+            ready = poller.poll(BEAT_SECONDS * 1000)
+        finally:
+            poller.unregister(self._beats)
+        received = os.read(self._beats, 65536) if ready else b""
+        if ready and not received:  # the child closed its end: it is exiting
+            self._reap()
+        elif received:
+            self._heard(received)
+        gap = self._child_problem()
+        if gap and not self._stopping.is_set():
+            self._replace(gap)
 
     def _heard(self, received: bytes) -> None:
         self._unread += received
@@ -388,10 +425,6 @@ class WorkerProcess:
                     self._failing = Failing(**orjson.loads(line)) if line != b"{}" else None
                 except (ValueError, TypeError):
                     log.warning("the worker process sent an unreadable report: %r", line[:200])
-
-    def failing(self) -> Failing | None:
-        with self._lock:
-            return self._failing
 
     def _reap(self) -> None:
         try:
@@ -415,27 +448,32 @@ class WorkerProcess:
         log.error("%s; starting a new one", gap)
         with self._lock:
             self._gap = f"{gap}; a new one is starting"
+        if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
             self.process.wait()
-            self._close_beats()
-            self._quick_deaths = 0 if self._beaten else self._quick_deaths + 1
-        if self._quick_deaths:  # a child that fails as it starts: no restarts in a tight loop
+            lived = time.monotonic() - self._started
+            self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+        self._close_beats()
+        if self._quick_deaths:  # a child that keeps failing as it starts: no restarts in a tight loop
             self._stopping.wait(min(30.0, 0.5 * 2**self._quick_deaths))
-        with self._lock:
-            if not self._stopping.is_set():
-                self._start()  # the gap lasts until it first reports
+        if not self._stopping.is_set():
+            try:
+                self._start()  # the gap lasts until the new child first reports
+            except OSError as e:
+                log.error("the worker process could not be started: %s", e)
+                self._quick_deaths += 1
 
     def stop(self) -> None:
         self._stopping.set()
-        with self._lock:
+        self._watcher.join()
+        if self.process is not None:
             self.process.terminate()
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._watcher.join()
         self._close_beats()
 
     def _close_beats(self) -> None:

@@ -97,7 +97,8 @@ class Batch:
     failed: int = 0
     started_ms: int | None = None
     finished_ms: int | None = None
-    attempts: int = 0  # consecutive failed attempts at the next chunk
+    attempts: int = 0  # consecutive failed attempts at the next chunk, for reasons that do not pass
+    open_attempts: int = 0  # attempts begun in a row that never ended (see batches.MAX_OPEN_ATTEMPTS)
     stuck_reason: str | None = None
     held_reason: str | None = None  # why the worker is applying it slowly right now
     last_error: str | None = None  # why the last attempt at the next chunk failed

@@ -47,9 +47,14 @@ HOUR_MS = 3_600_000
 CONNECT_TIMEOUT_SECONDS = 5  # a server that does not answer is down, not slow
 # SQLSTATE classes of failures that pass: connection exception (08), transaction rollback (40:
 # serialization failure, deadlock), insufficient resources (53: disk full, out of memory, too
-# many connections), operator intervention (57: shutdown, cancel), system error (58: I/O).
+# many connections), operator intervention (57: shutdown, crash recovery), system error (58:
+# I/O); and a lock not available, a read-only transaction (a failover onto a standby not yet
+# promoted) and an idle transaction timed out. Not the ones in those classes that stay: a
+# statement that runs past statement_timeout will again, a dropped database stays dropped, a
+# missing file stays missing.
 PASSING_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
-LOCK_NOT_AVAILABLE = "55P03"
+PASSING_SQLSTATES = ("55P03", "25006", "25P03")
+LASTING_SQLSTATES = ("57014", "57P04", "58P01")
 
 BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 _BATCH_VALUES = ", ".join(["%s"] * len(BATCH_FIELDS))
@@ -186,7 +191,9 @@ def _passes(e: psycopg.Error) -> bool:
     """Whether the failure passes: the server or the connection, not the statement."""
     if e.sqlstate is None:  # from libpq or the pool: refused, lost or closed connection, no connection in time
         return isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
-    return e.sqlstate[:2] in PASSING_SQLSTATE_CLASSES or e.sqlstate == LOCK_NOT_AVAILABLE
+    if e.sqlstate in LASTING_SQLSTATES:
+        return False
+    return e.sqlstate[:2] in PASSING_SQLSTATE_CLASSES or e.sqlstate in PASSING_SQLSTATES
 
 
 def _cause(e: psycopg.Error) -> str:
@@ -421,7 +428,7 @@ class PostgresStore(Store):
         try:
             conn.execute(RELEASE_BATCH, (self._batch_namespace, seq))
         except psycopg.Error:
-            pass  # the connection is lost, and its session's lock with it
+            conn.close()  # the lock goes with the session, lost already or ended here; the pool drops it
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -31,8 +31,11 @@ from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, p
 READER_MMAP_BYTES = 1 << 30
 BUSY_TIMEOUT_SECONDS = 30  # how long a write waits for another process's write lock
 
-# SQLite's primary result codes for failures that pass (see StoreUnavailable), and what they mean.
+# SQLite's result codes for failures that pass (see StoreUnavailable), and what they mean: the
+# extended code if it is listed, else the primary one.
 PASSING_FAILURES = {
+    264: "the database is being recovered by another process",  # SQLITE_READONLY_RECOVERY
+    520: "the database cannot be locked",  # SQLITE_READONLY_CANTLOCK
     5: "the database is locked by another process",  # SQLITE_BUSY
     6: "the database is locked",  # SQLITE_LOCKED
     7: "SQLite is out of memory",  # SQLITE_NOMEM
@@ -123,7 +126,8 @@ def _passing_failures() -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as e:
-        cause = PASSING_FAILURES.get(getattr(e, "sqlite_errorcode", 0) & 0xFF)
+        code = getattr(e, "sqlite_errorcode", 0)
+        cause = PASSING_FAILURES.get(code) or PASSING_FAILURES.get(code & 0xFF)
         if cause is None:
             raise
         raise StoreUnavailable(f"{cause} ({e.sqlite_errorname})") from e

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import asynccontextmanager
 from typing import Callable, Protocol
 
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from ..auth import AuthService
 from ..batches import BatchService
 from ..config import Settings
-from ..errors import Rejected
+from ..errors import RETRY_AFTER_SECONDS, Rejected
 from ..ids import now_ms
 from ..limits import CallLimiter
 from ..privacy import PrivacyService
@@ -24,8 +23,6 @@ from ..updates import UpdateService
 from ..worker import Failing, Worker, WorkerThread
 from . import api, bulk, delivery, health, profiles, single, xml
 
-log = logging.getLogger("profilestore.web")
-RETRY_AFTER_SECONDS = 5  # what a 503 for an unavailable store asks the caller to wait
 
 
 class WorkerHandle(Protocol):

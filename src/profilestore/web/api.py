@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from ..auth import AuthService
 from ..batches import BatchService, id_of, target_status
-from ..clients import check_client, client_limit
+from ..clients import client_limit
 from ..config import Settings
 from ..errors import Rejected
 from ..ids import iso_ms
@@ -21,9 +21,9 @@ from ..profiles import live_profile, profile_json
 from ..store.base import COMPLETE, ID_KINDS, STUCK, Batch, Store, Token
 from ..worker import Failing
 from .bulk import status_url
-from .deps import admin, auth, batches, now, privacy, settings, store
+from .deps import admin, auth, batches, client_code, now, privacy, settings, store
 
-router = APIRouter(prefix="/api", dependencies=[Depends(admin)])
+router = APIRouter(prefix="/api", dependencies=[Depends(admin), Depends(client_code)])
 MAX_OFFSET = 2**31 - 1
 MAX_QUOTA = 2**31 - 1  # what the stores' integer columns hold
 MAX_TOKEN_DAYS = 36_500  # a century: a longer one would pass the range of the stored times
@@ -173,8 +173,7 @@ class TokenRequest(BaseModel):
 
 @router.get("/clients/{client}")
 def client_record(client: str, db: Store = Depends(store), config: Settings = Depends(settings)) -> dict:
-    check_client(client)
-    own = db.client_config(client)
+    own = db.client_config(client)  # the client code is checked for every route (client_code)
     return {
         "client": client,
         "authRequired": bool(own and own.auth_required),

@@ -13,46 +13,65 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..errors import Rejected
+from ..errors import RETRY_AFTER_SECONDS, Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 SMALL_BODY = 1024 * 1024  # a body declared this small is read at once, whatever else is being read
 
 
-async def read_batch(request: Request, limit: int) -> bytes | bytearray:
+async def read_batch(request: Request, limit: int, turn: UploadTurn) -> bytes | bytearray:
     body = await read_capped(request, limit, _too_large("The batch", limit))
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
-        body = _gunzip(body, limit)
+        body = await _gunzip(body, limit, turn)
     elif encoding not in ("identity", ""):
         raise Rejected(415, f"Unsupported Content-Encoding {encoding!r}: send the batch plain or gzip-compressed")
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         body = await _single_file(request, body)
     # A batch file always starts with `batch=`, so gzip's magic number can only mean a .gz file.
     if body.startswith(GZIP_MAGIC):
-        body = _gunzip(body, limit)
+        body = await _gunzip(body, limit, turn)
     return body
 
 
+class UploadTurn:
+    """A request's turn at reading and storing a large batch body. Each may be 50 MB, or inflate
+    to that, so only `slots` turns run at once, and the others wait unread in their connections;
+    one that waits longer than wait_seconds (slow uploads can hold the turns) is answered 503,
+    to try again. A body declared under SMALL_BODY takes a turn only if it turns out compressed."""
+
+    def __init__(self, slots: asyncio.Semaphore, wait_seconds: float):
+        self.slots, self.wait_seconds = slots, wait_seconds
+        self.held = False
+
+    async def take(self) -> None:
+        if self.held:
+            return
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.wait_seconds)
+        except TimeoutError:
+            raise Rejected(503, "The service is receiving as many large batches as it takes at once "
+                                "(PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds",
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None  # fmt: skip
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.slots.release()
+            self.held = False
+
+
 @asynccontextmanager
-async def upload_slot(request: Request, slots: int, wait_seconds: float) -> AsyncIterator[None]:
-    """A turn to read a large body: each may be 50 MB, so only `slots` are read at once, and
-    the others wait unread in their connections. One that waits longer than wait_seconds
-    (slow uploads hold the turns) is answered 503, to try again."""
+async def upload_turn(request: Request, wait_seconds: float) -> AsyncIterator[UploadTurn]:
+    """The request's UploadTurn, taken at once unless its body is declared small."""
+    turn = UploadTurn(request.app.state.upload_slots, wait_seconds)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) < SMALL_BODY:
-        yield
-        return
+    if not (declared.isdigit() and int(declared) < SMALL_BODY):
+        await turn.take()
     try:
-        await asyncio.wait_for(request.app.state.upload_slots.acquire(), wait_seconds)
-    except TimeoutError:
-        raise Rejected(503, f"The service is receiving as many large batches as it takes at once ({slots}, "
-                            "PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds",
-                       {"Retry-After": "5"}) from None  # fmt: skip
-    try:
-        yield
+        yield turn
     finally:
-        request.app.state.upload_slots.release()
+        turn.release()
 
 
 def _too_large(what: str, limit: int) -> Rejected:
@@ -73,9 +92,11 @@ async def read_capped(request: Request, refuse_at: int, refusal: Rejected) -> by
     return body
 
 
-def _gunzip(data: bytes, limit: int) -> bytes:
+async def _gunzip(data: bytes | bytearray, limit: int, turn: UploadTurn) -> bytes:
     """Every member of the gzip data, as gzip(1) reads them (`cat a.gz b.gz`, pigz and bgzip
-    write several); anything after the last member is refused, never silently dropped."""
+    write several), inflated in the request's turn; anything after the last member is refused,
+    never silently dropped."""
+    await turn.take()
     members: list[bytes] = []
     size, rest = 0, data
     while rest:
@@ -92,7 +113,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         if not inflater.eof:
             raise Rejected(400, "The gzip stream is truncated")
         rest = inflater.unused_data
-    return b"".join(members)
+    return members[0] if len(members) == 1 else b"".join(members)
 
 
 async def _single_file(request: Request, body: bytes) -> bytes:

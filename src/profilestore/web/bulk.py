@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from ..batches import BatchService, id_of
 from ..store.base import Batch
 from . import xml
-from .body import read_batch, upload_slot
+from .body import read_batch, upload_turn
 from .deps import batches, call_rate, profile_api_token, wake_worker
 
 router = APIRouter(dependencies=[Depends(profile_api_token), Depends(call_rate)])
@@ -28,8 +28,8 @@ async def batch_update_v2(client: str, request: Request, service: BatchService =
 
 async def _submit(request: Request, service: BatchService, client: str, version: int) -> Response:
     settings = service.settings
-    async with upload_slot(request, settings.max_concurrent_uploads, settings.upload_wait_seconds):
-        payload = await read_batch(request, settings.max_batch_bytes)
+    async with upload_turn(request, settings.upload_wait_seconds) as turn:
+        payload = await read_batch(request, settings.max_batch_bytes, turn)
         batch = await run_in_threadpool(service.submit, client, version, payload)
     wake_worker(request)
     return xml.submitted(batch, status_url(request, batch))

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..auth import CHALLENGE, AuthService, bearer
 from ..batches import BatchService
-from ..clients import client_limit
+from ..clients import check_client, client_limit
 from ..config import Settings
 from ..errors import Rejected
 from ..privacy import PrivacyService
@@ -24,7 +24,6 @@ from ..store.base import Store
 from ..updates import UpdateService
 
 T = TypeVar("T")
-FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 async def batches(request: Request) -> BatchService:
@@ -87,15 +86,25 @@ async def call_rate(request: Request) -> None:
     state.call_limiter.check(client, per_minute)
 
 
+async def client_code(request: Request) -> None:
+    """A client code the request names, in its path or its query, must be one, before any store
+    is asked about it (PostgreSQL cannot even take a NUL in a string)."""
+    if "client" in request.path_params or "client" in request.query_params:
+        check_client(_client_of(request))
+
+
 async def admin(request: Request) -> None:
     """The admin key from configuration; with none configured, loopback callers only, by the
-    address of the connection's peer. Forwarded headers count only from the proxies named in
-    PROFILESTORE_TRUSTED_PROXIES (the server puts the caller they name in their place); from any
-    other peer, a request that carries one came through a proxy, so its caller is not local."""
+    address of the connection's peer. X-Forwarded-For counts only from the proxies named in
+    PROFILESTORE_TRUSTED_PROXIES (the server puts the caller it names in the peer's place); from
+    any other peer, a request that carries it came through a proxy, so its caller is not local.
+    Neither is one that carries RFC 7239's Forwarded, which the server does not read."""
     settings = request.app.state.settings
     if not settings.admin_key:
-        forwarded = not settings.trusted_proxies and any(h in request.headers for h in FORWARDED_HEADERS)
-        if forwarded or not is_loopback(request.client.host if request.client else ""):
+        proxied = "forwarded" in request.headers or (
+            not settings.trusted_proxies and "x-forwarded-for" in request.headers
+        )
+        if proxied or not is_loopback(request.client.host if request.client else ""):
             raise Rejected(403, "The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
         return
     supplied = bearer(request.headers.get("authorization"))

@@ -51,6 +51,8 @@ async def _queue_state(store, problems: list[str]) -> QueueState | None:
         problems.append(f"the store is unavailable: {e.cause}")
     except TimeoutError:
         problems.append(f"the store did not answer within {STORE_ANSWER_SECONDS:g} s")
+    except Exception as e:  # health says what is wrong, whatever it is
+        problems.append(f"the store failed: {type(e).__name__}: {e}")
     return None
 
 
