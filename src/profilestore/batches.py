@@ -193,8 +193,7 @@ class BatchService:
         that its client's later batches wait behind it, until such failures have lasted the
         give-up time; any other error counts, and after MAX_ATTEMPTS in a row the batch is stuck."""
         now = self.clock()
-        passes = isinstance(error, StoreUnavailable)
-        reason = error.cause if passes else f"{type(error).__name__}: {error}"
+        passes, reason = isinstance(error, StoreUnavailable), failure_reason(error)
         give_up_ms = int(self.settings.retry_give_up_hours * HOUR_MS)
 
         def record(tx: WriteTx) -> Batch:
@@ -257,6 +256,11 @@ class BatchService:
         failed rows; how many."""
         retention_ms = int(self.settings.batch_retention_days * 24 * HOUR_MS)
         return self.store.write(None, lambda tx: tx.purge_batches(self.clock() - retention_ms, limit))
+
+
+def failure_reason(error: Exception) -> str:
+    """An attempt's failure in a few words: the store's cause, or the error as raised."""
+    return error.cause if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
 
 
 def failed_row(line: int, visitor_id: str, reason: str, raw: bytes) -> FailedRow:

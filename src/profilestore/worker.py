@@ -31,7 +31,7 @@ from typing import Callable
 
 import orjson
 
-from .batches import BatchService, Chunk, id_of
+from .batches import BatchService, Chunk, failure_reason, id_of
 from .batchfile import Header, parse_header
 from .errors import Rejected
 from .limits import active_window, parse_windows, pause_after
@@ -136,7 +136,7 @@ class Worker:
 
     def _pause_after(self, error: Exception) -> None:
         delay = self.backoff.failed()
-        cause = error.cause if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
+        cause = failure_reason(error)
         if self.failing is None or cause != self.failing.last_error:  # once per cause, not at every attempt
             if isinstance(error, StoreUnavailable):
                 log.warning("the store is unavailable (%s); trying again in %.1f s, then less often", cause, delay)
