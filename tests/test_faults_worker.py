@@ -9,9 +9,12 @@ from pathlib import Path
 
 import httpx
 
-from profilestore.batches import MAX_OPEN_ATTEMPTS
+from profilestore.batches import MAX_OPEN_ATTEMPTS, BatchService
+from profilestore.config import Settings
+from profilestore.store import open_store
+from profilestore.store.base import StoreUnavailable
 from profilestore.worker import EXIT_STALLED, Worker
-from support import DEADLINE_SECONDS, accepted_id, apply, attributes, eventually, serve_process, submit, wait_complete
+from support import DEADLINE_SECONDS, FakeClock, accepted_id, apply, attributes, eventually, serve_process, submit, wait_complete
 from test_cli import _children, _gone
 
 INJECT = Path(__file__).parent / "inject"  # sitecustomize.py: the first worker loop dies
@@ -115,3 +118,16 @@ def test_a_batch_that_kills_every_worker_becomes_stuck_and_lets_the_next_one_go(
     assert record["stuckReason"] == (f"the worker stopped {MAX_OPEN_ATTEMPTS} times while applying line 2 on, with "
                                      "nothing committed (killed, out of memory or frozen: see its log)")  # fmt: skip
     assert wait_complete(http, later)["successfulUpdates"] == 1
+
+
+def test_failures_recorded_across_worker_restarts_are_not_taken_for_crashes(store_url):
+    store = open_store(store_url)
+    try:
+        service = BatchService(store, Settings(), FakeClock())
+        batch = service.submit("demo", 2, b"batch=pcId,a\np1,1\n")
+        for _ in range(2 * MAX_OPEN_ATTEMPTS):  # a worker process after another, each failing on a full disk
+            batch = service.start_attempt(batch)
+            batch = service.record_failed_attempt(batch, StoreUnavailable("the disk is full"), retry_in_ms=250)
+        assert (batch.state, batch.last_error) == ("queued", "the disk is full")
+    finally:
+        store.close()

@@ -207,7 +207,8 @@ class BatchService:
                 return self._stuck(tx, current, f"gave up after {hours:g} h of failed attempts; the last: {reason}")
             if attempts >= MAX_ATTEMPTS:
                 return self._stuck(tx, current, reason)
-            if passes and reason == current.last_error and now < (current.next_attempt_ms or 0) + REFRESH_FAILURE_MS:
+            fresh = now < (current.next_attempt_ms or 0) + REFRESH_FAILURE_MS
+            if passes and reason == current.last_error and fresh and not current.open_attempts:
                 return current  # as stored, but for a next attempt that health and serve's records show
             updated = replace(current, attempts=attempts, open_attempts=0, last_error=reason, failing_since_ms=since,
                               next_attempt_ms=now + retry_in_ms)  # fmt: skip
