@@ -107,6 +107,9 @@ def raise_open_files_limit() -> None:
 
 def run(app, host: str, port: int, settings: Settings) -> None:
     raise_open_files_limit()
+    # A thread of this process counting or storing a 50 MB body hands the GIL back only every
+    # switch interval, and the event loop waits for it at every hand-over: with the default 5 ms,
+    # fetch p99 was 132-158 ms while four such bodies arrived, 23-36 ms with 0.5 (bench/bodies).
     sys.setswitchinterval(0.0005)
     proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
     uvicorn.run(
