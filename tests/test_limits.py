@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from profilestore.errors import Rejected
+from profilestore.errors import RateLimited
 from profilestore.limits import CallLimiter, parse_windows
 from support import FakeClock, accepted_id, apply, attributes, deliver, submit, wait_complete, xml_fields
 
@@ -171,6 +171,6 @@ def test_the_per_client_caches_stay_bounded_whatever_clients_callers_name():
     for n in range(1_000):
         limiter.check(f"client-{n}", per_minute=5)
     assert len(limiter._calls) == 100
-    with pytest.raises(Rejected):  # the clients it keeps are still limited
+    with pytest.raises(RateLimited):  # the clients it keeps are still limited
         for _ in range(6):
             limiter.check("client-999", per_minute=5)

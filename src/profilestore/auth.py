@@ -16,14 +16,13 @@ from cachetools import TTLCache
 
 from .clients import check_client
 from .config import Settings
-from .errors import Rejected
-from .ids import HOUR_MS, iso_ms, now_ms
+from .errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from .times import DAY_MS, HOUR_MS, iso_ms, now_ms
 from .store.base import ClientConfig, Store, Token, WriteTx
 
 TOKEN_PREFIX = "pst_"
 CONFIG_TTL_MS = 1_000  # how long another process may go on with a client's previous settings
 CACHED_CLIENTS = 10_000  # client codes come from callers: the cache of their settings is bounded
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="profilestore"'}
 
 
 def token_hash(secret: str) -> str:
@@ -32,12 +31,12 @@ def token_hash(secret: str) -> str:
 
 def bearer(authorization: str | None) -> str | None:
     """The secret of an `Authorization: Bearer SECRET` header; None if there is no header;
-    401 if it is malformed."""
+    Unauthenticated if it is malformed."""
     if authorization is None:
         return None
     scheme, _, secret = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise Rejected(401, "Malformed Authorization header: expected 'Bearer TOKEN'", CHALLENGE)
+        raise Unauthenticated("Malformed Authorization header: expected 'Bearer TOKEN'")
     return secret.strip()
 
 
@@ -68,16 +67,16 @@ class AuthService:
             return
         secret = bearer(authorization)
         if secret is None:
-            raise Rejected(401, f"Client {client} requires authentication: send Authorization: Bearer TOKEN", CHALLENGE)
+            raise Unauthenticated(f"Client {client} requires authentication: send Authorization: Bearer TOKEN")
         token = self.store.token_by_hash(token_hash(secret))
         if token is None:
-            raise Rejected(401, "The token is not valid", CHALLENGE)
+            raise Unauthenticated("The token is not valid")
         if token.client != client:
-            raise Rejected(403, f"The token belongs to another client, not to {client}")
+            raise Forbidden(f"The token belongs to another client, not to {client}")
         if token.revoked_ms is not None:
-            raise Rejected(403, f"The token was revoked at {iso_ms(token.revoked_ms)}")
+            raise Forbidden(f"The token was revoked at {iso_ms(token.revoked_ms)}")
         if token.expires_ms <= self.clock():
-            raise Rejected(403, f"The token expired at {iso_ms(token.expires_ms)}")
+            raise Forbidden(f"The token expired at {iso_ms(token.expires_ms)}")
 
     def create_token(self, client: str, days: float | None = None, keep_previous_hours: float = 0) -> tuple[Token, str]:
         """A new token and its secret. As in Target it replaces the client's live tokens, unless
@@ -85,10 +84,10 @@ class AuthService:
         check_client(client)
         days = self.settings.token_days if days is None else days
         if days <= 0 or keep_previous_hours < 0:
-            raise Rejected(400, "A token must live more than 0 days, and a rotation period cannot be negative")
+            raise BadRequest("A token must live more than 0 days, and a rotation period cannot be negative")
         now = self.clock()
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = Token(secrets.token_hex(8), client, token_hash(secret), now, now + int(days * 24 * HOUR_MS))
+        token = Token(secrets.token_hex(8), client, token_hash(secret), now, now + int(days * DAY_MS))
 
         def create(tx: WriteTx) -> Token:
             rotation_end = now + int(keep_previous_hours * HOUR_MS)
@@ -107,7 +106,7 @@ class AuthService:
         def revoke(tx: WriteTx) -> Token:
             token = next((t for t in tx.tokens(client) if t.id == token_id), None)
             if token is None:
-                raise Rejected(404, f"Client {client} has no token {token_id}")
+                raise NotFound(f"Client {client} has no token {token_id}")
             revoked = replace(token, revoked_ms=token.revoked_ms or now)
             tx.save_token(revoked)
             return revoked

@@ -1,21 +1,31 @@
-"""The rules of bulk profile updates: accepting a batch, applying it, reporting on it."""
+"""The rules of bulk profile updates: accepting a batch, applying it, reporting on it.
+
+A batch is applied chunk by chunk (apply_batch); each chunk is one write transaction that
+checks and advances the batch's cursor (write_chunk), so a worker killed at any moment resumes
+exactly where the last commit left off, and two workers on one store never apply the same
+chunk twice. The worker (worker.py) only decides when: which batch, and what to do when an
+attempt fails.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 from urllib.parse import quote
 
-from .batchfile import Header, Row, RowFailure, count_rows, parse_header, parse_rows, take_lines
+from .batchfile import Header, Row, count_rows, parse_header, parse_rows, take_lines
 from .clients import check_client, client_limit
 from .config import Settings
-from .errors import Rejected
-from .ids import HOUR_MS, batch_id, now_ms, parse_batch_id
-from .limits import check_daily_rows, utc_day_start
-from .profiles import ProfileTooLarge, batch_write_order, find_profiles, new_profile, set_attributes
-from .store.base import COMPLETE, RUNNING, STUCK, Batch, FailedRow, Profile, Store, StoreUnavailable, WriteTx
+from .errors import BadRequest, InWrongState, NoLongerStored, NotFound, ProfileTooLarge, TooLarge
+from .ids import parse_batch_id
+from .limits import Pacer, check_daily_rows
+from .model import BatchState, Batch, FailedRow, Profile
+from .profiles import batch_write_order, new_profile, profiles_for_write, set_attributes
+from .store.base import Store, StoreUnavailable, WriteTx
+from .times import DAY_MS, HOUR_MS, MINUTE_MS, now_ms, utc_day_start
 
-TARGET_STATUS = {COMPLETE: "complete", STUCK: "stuck"}  # anything else is still "incomplete"
+log = logging.getLogger("profilestore.batches")
 MAX_ATTEMPTS = 3  # failed attempts in a row, for reasons that do not pass, before a batch is stuck
 # Attempts in a row that began and never ended, neither with a chunk committed nor with a
 # failure recorded: the worker was killed, ran out of memory or froze on them. A batch that
@@ -24,41 +34,32 @@ MAX_OPEN_ATTEMPTS = 5
 # A failure like the one stored is stored again only once its next attempt is this stale: on a
 # nearly full disk every write takes room until the next checkpoint, and the room left must
 # serve for the write that gives up.
-REFRESH_FAILURE_MS = 60_000
-# What a failed row keeps: an id of more than KEPT_ID_CHARS (four times the longest valid one)
-# is cut and ends with …, and so is a longer line; the failures file says which lines it holds
-# only in part.
-KEPT_ID_CHARS = 1024
-KEPT_LINE_BYTES = 8 * 1024
+REFRESH_FAILURE_MS = MINUTE_MS
 FAILURES_PAGE = 1_000  # failed rows read at a time when a failures file is written
 # Cells that a spreadsheet would run as a formula; its safe variant of the failures file
 # prefixes them with ' (OWASP's advice on CSV injection).
 FORMULA_STARTS = (b"=", b"+", b"-", b"@", b"\t", b"\r")
 
 
-def target_status(batch: Batch) -> str:
-    return TARGET_STATUS.get(batch.state, "incomplete")
-
-
-def id_of(batch: Batch) -> str:
-    return batch_id(batch.client, batch.accepted_ms, batch.seq)
-
-
 @dataclass(frozen=True)
 class Chunk:
     """Parsed rows of a batch, from one cursor position to the next."""
 
-    rows: list[Row | RowFailure]
+    rows: list[Row | FailedRow]
     start: int  # the batch's cursor before these rows
     end: int  # and after them
     end_line: int
 
 
 @dataclass
-class ChunkOutcome:
+class Merged:
+    """What a chunk's good rows did to the profiles they name, not yet written."""
+
     successful: int = 0
     not_found: int = 0
     failures: list[FailedRow] = field(default_factory=list)
+    created: list[Profile] = field(default_factory=list)
+    changed: list[Profile] = field(default_factory=list)  # profiles that existed before
 
 
 class BatchService:
@@ -69,17 +70,16 @@ class BatchService:
 
     # -- accepting -----------------------------------------------------------------------------
 
-    def submit(self, client: str, version: int, payload: bytes) -> Batch:
+    def submit(self, client: str, version: int, payload: bytes | bytearray) -> Batch:
         """Check the batch's structure and store it durably; nothing is stored if it is refused."""
         check_client(client)
         header = parse_header(payload)
         size = count_rows(payload, header)
         if size == 0:
-            raise Rejected(400, "Batch is empty: the file has a header line but no data rows")
+            raise BadRequest("Batch is empty: the file has a header line but no data rows")
         if size > self.settings.max_batch_rows:
-            raise Rejected(
-                413, f"The batch has {size:,} data rows; the limit is {self.settings.max_batch_rows:,} rows per batch"
-            )
+            limit = self.settings.max_batch_rows
+            raise TooLarge(f"The batch has {size:,} data rows; the limit is {limit:,} rows per batch")
         now = self.clock()
         batch = Batch(
             seq=0, client=client, version=version, accepted_ms=now, size=size,
@@ -98,17 +98,17 @@ class BatchService:
     # -- finding -------------------------------------------------------------------------------
 
     def find(self, batch_id_text: str, client: str | None = None) -> Batch:
-        """The batch with this id (and of this client, if given); 404 otherwise."""
+        """The batch with this id (and of this client, if given); NotFound otherwise."""
         parsed = parse_batch_id(batch_id_text)
         batch = self.store.batch(parsed[2]) if parsed else None
-        if batch is None or (batch.client, batch.accepted_ms) != parsed[:2] or client not in (None, batch.client):
-            raise Rejected(404, f"No batch found with batchId={batch_id_text}" + (f" for client {client}" if client else ""))
+        if parsed is None or batch is None or (batch.client, batch.accepted_ms) != parsed[:2] or client not in (None, batch.client):
+            raise NotFound(f"No batch found with batchId={batch_id_text}" + (f" for client {client}" if client else ""))
         return batch
 
     def failed_rows_csv(self, batch: Batch, for_spreadsheets: bool = False) -> Iterator[bytes]:
         """The failed rows as a batch file, line by line: the header, each row as sent, and a
         comment column with its reason, which the parser ignores, so the file can be fixed and
-        resubmitted as it is. A row kept only in part (see KEPT_LINE_BYTES) gets one cell too
+        resubmitted as it is. A row kept only in part (see model.KEPT_LINE_BYTES) gets one cell too
         many, so that resubmitted as it is, it fails instead of writing cut values. The variant
         for spreadsheets defuses formulas, and so cannot be resubmitted byte for byte."""
         width = len(batch.header.split(b","))
@@ -125,12 +125,12 @@ class BatchService:
 
     def unprocessed_rows_csv(self, batch: Batch) -> bytes:
         """A stuck batch's rows not yet applied, as a batch file to resubmit."""
-        if batch.state != STUCK:
-            status = target_status(batch)
-            raise Rejected(409, f"Batch {id_of(batch)} is {status}: only a stuck batch has rows left unapplied")
+        if batch.state != BatchState.STUCK:
+            status = batch.state.target_status
+            raise InWrongState(f"Batch {batch.id} is {status}: only a stuck batch has rows left unapplied")
         payload = self.store.batch_payload(batch.seq)
         if payload is None:
-            raise Rejected(410, f"The bytes of batch {id_of(batch)} are no longer stored: {batch.stuck_reason}")
+            raise NoLongerStored(f"The bytes of batch {batch.id} are no longer stored: {batch.stuck_reason}")
         return batch.header + b"\n" + payload[batch.cursor:]
 
     def _all_failed_rows(self, seq: int) -> Iterator[FailedRow]:
@@ -142,50 +142,89 @@ class BatchService:
 
     # -- applying ------------------------------------------------------------------------------
 
-    @staticmethod
-    def read_chunk(header: Header, payload: bytes, cursor: int, cursor_line: int, max_rows: int) -> Chunk:
-        """Up to max_rows rows from the cursor, parsed."""
-        lines, end, end_line = take_lines(payload, cursor, cursor_line, max_rows)
-        return Chunk(parse_rows(header, lines), cursor, end, end_line)
+    def apply_batch(self, batch: Batch, pacer: Pacer, stopping: Callable[[], bool], progressed: Callable[[], None]) -> Batch:
+        """Apply the batch from its cursor, a chunk per transaction, until it is finished or
+        stopping() says to stop; progressed() is called after each chunk. The pacer sizes the
+        chunks and pauses between them inside an ingestion window. A batch whose bytes are
+        missing or unreadable is stuck at once. Errors of the store pass to the caller, which
+        records the failed attempt (record_failed_attempt) and tries again later."""
+        log.info("applying batch %s from row %d of %d", batch.id, batch.consumed + 1, batch.size)
+        payload = self.store.batch_payload(batch.seq)
+        if payload is None:
+            return self.give_up(batch, "the batch's bytes are missing from the store")
+        try:
+            header = parse_header(payload)
+        except BadRequest as e:
+            return self.give_up(batch, f"the stored batch is unreadable: {e.message}")
+        chunk = read_chunk(header, payload, batch.cursor, batch.cursor_line, pacer.chunk_rows())
+        while not batch.state.finished and not stopping():
+            batch, following = self._write_and_prefetch(batch, header, payload, chunk, pacer)
+            progressed()
+            if following is None or following.start != batch.cursor:  # another worker moved the cursor
+                following = read_chunk(header, payload, batch.cursor, batch.cursor_line, pacer.chunk_rows())
+            chunk = following
+        if batch.state == BatchState.COMPLETE:
+            log.info("batch %s complete: %d rows, %d failed", batch.id, batch.size, batch.failed)
+        return batch
 
-    def apply_chunk(
+    def _write_and_prefetch(
+        self, batch: Batch, header: Header, payload: bytes, chunk: Chunk, pacer: Pacer
+    ) -> tuple[Batch, Chunk | None]:
+        """Write the chunk, and read the one after it while the store may still be writing this
+        one: the prefetch runs on this thread, the worker's, and where it runs in the write is
+        the store's to say (see Store.write: PostgreSQL overlaps it with the server's work,
+        SQLite runs it after the commit). Then pause, inside an ingestion window."""
+        following: list[Chunk] = []
+        rows = pacer.chunk_rows()
+
+        def prefetch() -> None:
+            following.append(read_chunk(header, payload, chunk.end, chunk.end_line, rows))
+
+        started, window = self.clock(), pacer.window()
+        held = window.reason() if window else None
+        written = self.write_chunk(batch, header, chunk, held, prefetch)
+        if window:
+            pacer.pause(written.consumed - batch.consumed, window, (self.clock() - started) / 1000)
+        return written, following[0] if following else None
+
+    def write_chunk(
         self, batch: Batch, header: Header, chunk: Chunk, held_reason: str | None = None,
-        meanwhile: Callable[[], object] = lambda: None,
+        prefetch: Callable[[], object] | None = None,
     ) -> Batch:  # fmt: skip
         """Apply the chunk in one transaction that also advances the batch's cursor. If the
         cursor is not where the chunk starts (another worker moved it), nothing is applied and
-        the batch as it is now is returned. `meanwhile` runs once the chunk's profiles are
-        handed to the store, while it may still be writing them (see WriteTx)."""
+        the batch as it is now is returned. prefetch, if given, runs as Store.write says."""
         rows, cursor, cursor_line = chunk.rows, chunk.end, chunk.end_line
         now = self.clock()
 
-        def apply(tx: WriteTx) -> Batch:
+        def write(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current.cursor != chunk.start or current.state in (COMPLETE, STUCK):
-                return current
-            outcome = apply_rows(tx, current, header.key, rows, now, self.settings)
-            meanwhile()
-            failures = [failed_row(r.line, r.id, r.reason, r.raw) for r in rows if isinstance(r, RowFailure)]
-            failures += outcome.failures
+            if current is None or current.cursor != chunk.start or current.state.finished:
+                return current or batch
+            merged = merge_rows(tx, current, header.key, rows, now, self.settings)
+            failures = [r for r in rows if isinstance(r, FailedRow)] + merged.failures
             if failures:
                 tx.add_failed_rows(current.seq, failures)
             done = cursor >= current.payload_bytes
             updated = replace(
                 current,
                 cursor=cursor, cursor_line=cursor_line, consumed=current.consumed + len(rows),
-                successful=current.successful + outcome.successful, not_found=current.not_found + outcome.not_found,
+                successful=current.successful + merged.successful, not_found=current.not_found + merged.not_found,
                 failed=current.failed + len(failures), attempts=0, open_attempts=0, last_error=None,
                 failing_since_ms=None, next_attempt_ms=None,
-                state=COMPLETE if done else RUNNING, started_ms=current.started_ms or now,
+                state=BatchState.COMPLETE if done else BatchState.RUNNING, started_ms=current.started_ms or now,
                 finished_ms=now if done else None, held_reason=None if done else held_reason,
             )  # fmt: skip
             if done:
                 tx.drop_payload(current.seq)
             tx.update_batch(updated)
+            # Last, so that the store may still be writing them when this function returns.
+            tx.insert_profiles(merged.created)
+            tx.save_profiles(merged.changed)
             return updated
 
         # The chunk can be redone from the batch's durable bytes: its commit need not wait for the disk.
-        return self.store.write(batch.client, apply, durable=False)
+        return self.store.write(batch.client, write, durable=False, meanwhile=prefetch)
 
     def record_failed_attempt(self, batch: Batch, error: Exception, retry_in_ms: int) -> Batch:
         """Note that an attempt at the batch's next chunk failed, to be tried again in
@@ -198,7 +237,7 @@ class BatchService:
 
         def record(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current is None or current.state in (COMPLETE, STUCK):
+            if current is None or current.state.finished:
                 return current or batch
             since = current.failing_since_ms or now
             attempts = current.attempts + (0 if passes else 1)
@@ -223,7 +262,7 @@ class BatchService:
 
         def start(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current is None or current.state in (COMPLETE, STUCK):
+            if current is None or current.state.finished:
                 return current or batch
             if current.open_attempts >= MAX_OPEN_ATTEMPTS:
                 return self._stuck(tx, current, f"the worker stopped {current.open_attempts} times while applying "
@@ -241,21 +280,21 @@ class BatchService:
 
         def give_up(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current is None or current.state in (COMPLETE, STUCK):
+            if current is None or current.state.finished:
                 return current or batch
             return self._stuck(tx, current, reason)
 
         return self.store.write(batch.client, give_up)
 
     def _stuck(self, tx: WriteTx, batch: Batch, reason: str) -> Batch:
-        stuck = replace(batch, state=STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None)
+        stuck = replace(batch, state=BatchState.STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None)
         tx.update_batch(stuck)
         return stuck
 
     def purge_finished(self, limit: int) -> int:
         """Delete up to `limit` batches finished longer ago than the retention, with their
         failed rows; how many."""
-        retention_ms = int(self.settings.batch_retention_days * 24 * HOUR_MS)
+        retention_ms = int(self.settings.batch_retention_days * DAY_MS)
         return self.store.write(None, lambda tx: tx.purge_batches(self.clock() - retention_ms, limit))
 
 
@@ -264,45 +303,43 @@ def failure_reason(error: Exception) -> str:
     return error.cause if isinstance(error, StoreUnavailable) else f"{type(error).__name__}: {error}"
 
 
-def failed_row(line: int, visitor_id: str, reason: str, raw: bytes) -> FailedRow:
-    """A row that failed, as kept: its id and line cut to KEPT_ID_CHARS and KEPT_LINE_BYTES."""
-    kept_id = visitor_id if len(visitor_id) <= KEPT_ID_CHARS else visitor_id[:KEPT_ID_CHARS] + "…"
-    return FailedRow(line, kept_id, reason, raw[:KEPT_LINE_BYTES], len(raw))
-
-
 def _defused(line: bytes) -> bytes:
     return b",".join(b"'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in line.split(b","))
 
 
-def apply_rows(
-    tx: WriteTx, batch: Batch, key: str, rows: list[Row | RowFailure], now: int, settings: Settings
-) -> ChunkOutcome:
-    """Apply good rows in file order. v1 updates existing profiles only; v2 creates the missing
-    ones. A row that would pass the profile size cap fails alone and changes nothing."""
+def read_chunk(header: Header, payload: bytes, cursor: int, cursor_line: int, max_rows: int) -> Chunk:
+    """Up to max_rows rows from the cursor, parsed."""
+    lines, end, end_line = take_lines(payload, cursor, cursor_line, max_rows)
+    return Chunk(parse_rows(header, lines), cursor, end, end_line)
+
+
+def merge_rows(tx: WriteTx, batch: Batch, key: str, rows: list[Row | FailedRow], now: int, settings: Settings) -> Merged:
+    """Merge the good rows into their profiles, in file order, without writing them. v1
+    updates existing profiles only; v2 creates the missing ones. A row that would pass the
+    profile size cap fails alone and changes nothing."""
     good = [r for r in rows if isinstance(r, Row)]
     id_kind = "tntId" if key == "pcId" else "thirdPartyId"
-    profiles = find_profiles(tx, batch.client, id_kind, {r.id for r in good}, now, settings.lifetime_ms)
+    profiles = profiles_for_write(tx, batch.client, id_kind, {r.id for r in good}, now, settings.lifetime_ms)
     order = batch_write_order(batch.seq)
-    outcome = ChunkOutcome()
+    merged = Merged()
     changed: dict[str, Profile] = {}
     created: set[str] = set()
     for row in good:
         profile = profiles.get(row.id)
         if profile is None and batch.version == 1:
-            outcome.not_found += 1
+            merged.not_found += 1
             continue
         target = profile or new_profile(batch.client, key, row.id, now)
         try:
             set_attributes(target, row.attributes, now, order, settings.max_profile_bytes)
         except ProfileTooLarge as e:
-            outcome.failures.append(failed_row(row.line, row.id, e.message, row.raw))
+            merged.failures.append(FailedRow.kept(row.line, row.id, e.message, row.raw))
             continue
         if profile is None:
             created.add(target.tnt_id)
         profiles[row.id] = target
-        target.active_ms = now
         changed[target.tnt_id] = target
-        outcome.successful += 1
-    tx.insert_profiles([p for tnt_id, p in changed.items() if tnt_id in created])
-    tx.save_profiles([p for tnt_id, p in changed.items() if tnt_id not in created])
-    return outcome
+        merged.successful += 1
+    merged.created = [p for tnt_id, p in changed.items() if tnt_id in created]
+    merged.changed = [p for tnt_id, p in changed.items() if tnt_id not in created]
+    return merged

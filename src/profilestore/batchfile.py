@@ -1,8 +1,8 @@
 """The bulk batch file format: Target's `batch=` CSV, read the way Target documents it.
 
 A file is a header line `batch=KEY,name,name,...` and data lines of comma-separated,
-percent-encoded UTF-8 cells. Structural problems raise `Rejected` (the whole request is
-refused); problems of one data line come back as a `RowFailure` and fail that line only.
+percent-encoded UTF-8 cells. Structural problems raise `BadRequest` (the whole request is
+refused); problems of one data line come back as a `FailedRow` and fail that line only.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence, cast
 from urllib.parse import unquote_to_bytes
 
-from .errors import Rejected
+from .errors import BadRequest
 from .ids import visitor_id_problem
+from .model import NUL, NUL_PROBLEM, FailedRow, storable
 
 KEY_COLUMNS = ("pcId", "thirdPartyId")
 BOM = b"\xef\xbb\xbf"
@@ -26,10 +27,6 @@ COMMENT_MARK = "#"
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BAD_PERCENT_BYTES = re.compile(_BAD_PERCENT.pattern.encode())
-# Ids, names and values never hold NUL: PostgreSQL cannot store it in text, and a store-dependent
-# answer is worse than one clear refusal everywhere.
-NUL = "\x00"
-NUL_PROBLEM = "the NUL character (%00) is not allowed"
 
 
 @dataclass(frozen=True)
@@ -51,13 +48,6 @@ class Row(NamedTuple):  # a tuple: a chunk makes thousands, and a dataclass take
     raw: bytes
 
 
-class RowFailure(NamedTuple):
-    line: int
-    id: str
-    reason: str
-    raw: bytes
-
-
 def decode_cell(cell: str) -> str:
     """Percent-decode one cell as Target does (`+` is a space); ValueError if malformed."""
     if "%" not in cell:
@@ -69,34 +59,32 @@ def decode_cell(cell: str) -> str:
             decoded = unquote_to_bytes(cell.replace("+", " ")).decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("percent-encoded bytes are not valid UTF-8") from None
-    if NUL in decoded:
+    if not storable(decoded):
         raise ValueError(NUL_PROBLEM)
     return decoded
 
 
-def parse_header(payload: bytes) -> Header:
+def parse_header(payload: bytes | bytearray) -> Header:
     start = len(BOM) if payload.startswith(BOM) else 0
     end = payload.find(b"\n", start)
     end = len(payload) if end < 0 else end
     line = bytes(payload[start:end].removesuffix(b"\r"))
     if not line.startswith(PREFIX):
-        raise Rejected(400, "The batch must start with 'batch=' followed by the header, e.g. batch=pcId,attr1,attr2")
+        raise BadRequest("The batch must start with 'batch=' followed by the header, e.g. batch=pcId,attr1,attr2")
     if b"\r" in line:
-        raise Rejected(
-            400, "The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends"
-        )
+        raise BadRequest("The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends")
     try:
         cells = line[len(PREFIX):].decode("utf-8").split(",")
     except UnicodeDecodeError:
-        raise Rejected(400, "The header line is not valid UTF-8") from None
+        raise BadRequest("The header line is not valid UTF-8") from None
     names = [_header_name(i, cell) for i, cell in enumerate(cells, start=1)]
     key = names[0]
     if key not in KEY_COLUMNS:
-        raise Rejected(400, f"Unknown key column {key!r}: the first header must be pcId or thirdPartyId")
+        raise BadRequest(f"Unknown key column {key!r}: the first header must be pcId or thirdPartyId")
     seen: set[str] = set()
     for name in names[1:]:
         if name in seen:
-            raise Rejected(400, f"Duplicate header name {name!r}: each attribute may appear once")
+            raise BadRequest(f"Duplicate header name {name!r}: each attribute may appear once")
         if name is not None:
             seen.add(name)
     return Header(key=key, names=tuple(names[1:]), line=line, body_offset=min(end + 1, len(payload)))
@@ -108,16 +96,16 @@ def _header_name(column: int, cell: str) -> str | None:
     try:
         name = decode_cell(cell)
     except ValueError as e:
-        raise Rejected(400, f"Header column {column} ({cell!r}): {e}") from None
+        raise BadRequest(f"Header column {column} ({cell!r}): {e}") from None
     if not name:
-        raise Rejected(400, f"Header column {column} is empty")
+        raise BadRequest(f"Header column {column} is empty")
     return name
 
 
 COUNT_WINDOW = 256 * 1024  # bytes of the file split into lines at a time, to count them
 
 
-def count_rows(payload: bytes, header: Header) -> int:
+def count_rows(payload: bytes | bytearray, header: Header) -> int:
     """Data rows in the file: every line after the header that is not blank. Counted a window
     of whole lines at a time, never by splitting the file: 50 MB of short lines would be
     millions of objects at once, built while holding the interpreter's lock."""
@@ -130,11 +118,11 @@ def count_rows(payload: bytes, header: Header) -> int:
     return rows
 
 
-def _rows_in(window: bytes) -> int:
+def _rows_in(window: bytes | bytearray) -> int:
     """The lines of a window of whole lines that are not blank: its line ends, by a count in C,
     unless it holds blank lines."""
     if window.startswith((b"\n", b"\r\n")) or b"\n\n" in window or b"\n\r\n" in window:
-        lines = window.split(b"\n")
+        lines: Sequence[bytes | bytearray] = window.split(b"\n")
         return len(lines) - lines.count(b"") - lines.count(b"\r")
     last = window[window.rfind(b"\n") + 1 :]  # a last line with no line end counts unless blank
     return window.count(b"\n") + (last not in (b"", b"\r"))
@@ -157,24 +145,26 @@ def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[l
     return lines, min(offset, size), line_no
 
 
-def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | RowFailure]:
+def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | FailedRow]:
     """parse_row of each (line number, raw line). Percent-decoding is most of the work, and
     binascii does it in C, 15 times faster than urllib's unquote: all the lines at once, or one
     by one if some line cannot be decoded. Lines that fail go through parse_row, which words
     the reason."""
     raws = [raw for _, raw in lines]
-    texts = _decode_together(raws) or [_decode_alone(raw) for raw in raws]
+    texts: Sequence[str | None] = _decode_together(raws) or [_decode_alone(raw) for raw in raws]
     key, names, width = header.key, header.names, header.width
     keep_all = None not in names  # no comment column: dict(zip()) builds the attributes in C
-    rows: list[Row | RowFailure] = []
+    all_names = cast("tuple[str, ...]", names)
+    rows: list[Row | FailedRow] = []
     for (line_no, raw), text in zip(lines, texts):
-        cells = text.split(",") if text is not None else None
-        if cells and NUL in text:
-            cells = [_unmark(cell) for cell in cells]
-        if cells is None or len(cells) > width or id_problem(key, cells[0]):
+        if text is None:
+            rows.append(parse_row(header, line_no, raw))
+            continue
+        cells = text.split(",") if NUL not in text else [_unmark(cell) for cell in text.split(",")]
+        if len(cells) > width or id_problem(key, cells[0]):
             rows.append(parse_row(header, line_no, raw))
         elif keep_all:
-            rows.append(Row(line_no, cells[0], dict(zip(names, cells[1:])), raw))
+            rows.append(Row(line_no, cells[0], dict(zip(all_names, cells[1:])), raw))
         else:
             rows.append(Row(line_no, cells[0], {n: v for n, v in zip(names, cells[1:]) if n is not None}, raw))
     return rows
@@ -223,22 +213,22 @@ def _decode_alone(raw: bytes) -> str | None:
     return decoded[0] if decoded else None
 
 
-def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
+def parse_row(header: Header, line_no: int, raw: bytes) -> Row | FailedRow:
     """One line, cell by cell, so that a failure names the cell and its problem."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return RowFailure(line_no, _id_of_undecodable(raw), "the line is not valid UTF-8", raw)
+        return FailedRow.kept(line_no, _id_of_undecodable(raw), "the line is not valid UTF-8", raw)
     cells = text.split(",")
     if len(cells) > header.width:
-        return RowFailure(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
+        return FailedRow.kept(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:
-        return RowFailure(line_no, _id_as_sent(cells[0]), f"{header.key} {_shown(cells[0])}: {e}", raw)
+        return FailedRow.kept(line_no, _id_as_sent(cells[0]), f"{header.key} {_shown(cells[0])}: {e}", raw)
     problem = id_problem(header.key, visitor_id)
     if problem:
-        return RowFailure(line_no, visitor_id, problem, raw)
+        return FailedRow.kept(line_no, visitor_id, problem, raw)
     attributes: dict[str, str] = {}
     for name, cell in zip(header.names, cells[1:]):
         if name is None:
@@ -246,7 +236,7 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | RowFailure:
         try:
             attributes[name] = decode_cell(cell)
         except ValueError as e:
-            return RowFailure(line_no, visitor_id, f"column {_shown(name)} ({_shown(cell)}): {e}", raw)
+            return FailedRow.kept(line_no, visitor_id, f"column {_shown(name)} ({_shown(cell)}): {e}", raw)
     return Row(line_no, visitor_id, attributes, raw)
 
 

@@ -16,7 +16,6 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .batches import BatchService
 from .config import Settings
 from .limits import parse_windows
 from .store import migrate, open_store
@@ -68,7 +67,7 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     _opened(settings).close()  # a store problem stops serve here, with its message
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
     # The worker gets a process of its own: in this one, its parsing would hold the GIL that the
-    # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see README).
+    # HTTP server needs, and reads would wait (p99 of fetches: 110 ms with it here; see docs/notes.md).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # see WorkerProcess
     child = WorkerProcess(settings.store_url, settings.worker_stall_seconds) if settings.run_worker else None
     app = create_app(replace(settings, run_worker=False), worker=child)
@@ -96,7 +95,7 @@ def worker(store, data_dir, parent_pid, heartbeat_fd) -> None:
         die_with(parent_pid)
     settings = _checked(Settings.from_env(store=store, data_dir=data_dir))
     db = _opened(settings)
-    worker_loop = Worker(BatchService(db, settings), settings.worker_poll_seconds)
+    worker_loop = Worker(db, settings)
     runner = WorkerThread(worker_loop, settings.worker_stall_seconds)
     spare_the_collector()
     console.print(f"worker on store {settings.store_url}")
@@ -128,7 +127,7 @@ def upload(file: Path, client: str, v1: bool, wait: bool, token: str | None, url
     path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
     with _service(url, token) as http:
         answer = http.post(path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"})
-        batch_id = _xml(answer).get("batchId")
+        batch_id = _xml(answer)["batchId"]
         console.print(f"accepted batch [bold]{batch_id}[/bold]")
         if wait:
             _print_record(_wait_for(http, client, batch_id), url)
@@ -215,6 +214,7 @@ def client_group() -> None:
 @admin_key
 @service_url
 def client_show(client: str, admin_key: str | None, url: str) -> None:
+    """Show a client's authentication and quotas (authRequired, dailyRows, callsPerMinute)."""
     with _service(url, admin_key) as http:
         console.print_json(data=_json(http.get(f"/api/clients/{client}")))
 
@@ -227,6 +227,7 @@ def client_show(client: str, admin_key: str | None, url: str) -> None:
 @admin_key
 @service_url
 def client_set(client, auth, daily_rows, calls_per_minute, admin_key, url) -> None:
+    """Change a client's authentication or quotas, then show its settings."""
     change = {"authRequired": auth, "dailyRows": daily_rows, "callsPerMinute": calls_per_minute}
     with _service(url, admin_key) as http:
         body = {k: v for k, v in change.items() if v is not None}

@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 
 from .config import Settings
-from .errors import Rejected
-from .store.base import ClientConfig, Store
+from .errors import BadRequest
+from .model import ClientConfig
+from .store.base import Store
 
 CLIENT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def check_client(client: str) -> None:
     if not CLIENT_CODE.fullmatch(client):
-        raise Rejected(400, f"Invalid client code {client!r}: use up to 64 letters, digits, '_', '.' or '-'")
+        raise BadRequest(f"Invalid client code {client!r}: use up to 64 letters, digits, '_', '.' or '-'")
 
 
 def resolve_client(settings: Settings, store: Store, client: str, org_id: str, host: str) -> str:
@@ -31,10 +32,9 @@ def resolve_client(settings: Settings, store: Store, client: str, org_id: str, h
         return label
     if settings.default_client:
         return settings.default_client
-    raise Rejected(
-        400,
+    raise BadRequest(
         "Cannot tell which client this request is for: pass ?client=CODE, or configure "
-        f"PROFILESTORE_CLIENT_ORGS for organization id {org_id!r}, or PROFILESTORE_DEFAULT_CLIENT",
+        f"PROFILESTORE_CLIENT_ORGS for organization id {org_id!r}, or PROFILESTORE_DEFAULT_CLIENT"
     )
 
 

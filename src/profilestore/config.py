@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from .times import DAY_MS
+
 MB = 1024 * 1024
 
 
@@ -58,7 +60,7 @@ class Settings:
 
     @property
     def lifetime_ms(self) -> int:
-        return int(self.profile_lifetime_days * 86_400_000)
+        return int(self.profile_lifetime_days * DAY_MS)
 
     @property
     def clients_by_org(self) -> dict[str, str]:
@@ -71,7 +73,7 @@ class Settings:
         for f in fields(cls):
             raw = environ.get(f"PROFILESTORE_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = _convert(f.type, raw)
+                values[f.name] = _convert(str(f.type), raw)
         settings = cls(**values)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 

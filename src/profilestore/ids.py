@@ -1,11 +1,11 @@
-"""Identifiers and timestamps in Target's shapes."""
+"""Identifiers in Target's shapes: tntIds, batchIds, and what makes a visitor id acceptable."""
 
 from __future__ import annotations
 
 import os
 import re
-import time
-from datetime import datetime, timezone
+
+from .times import now_ms
 
 # The longest id of each kind, in characters. Target's tntIds are `<32 hex>.<edge cluster>_<n>`,
 # some 40 characters (a pcId a client made up may be longer, but no id is without bound); its
@@ -16,13 +16,6 @@ ID_MAX = {"tntId": 128, "thirdPartyId": 256, "marketingCloudVisitorId": 38}
 TNT_ID_SUFFIX = ".01_0"
 
 
-HOUR_MS = 3_600_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def new_tnt_id() -> str:
     """32 hex digits: the time in milliseconds, then 80 random bits. Ids that grow with time
     are appended to the store's indexes instead of landing at random places in them, which
@@ -30,15 +23,8 @@ def new_tnt_id() -> str:
     return f"{now_ms():012x}{os.urandom(10).hex()}{TNT_ID_SUFFIX}"
 
 
-def iso_ms(epoch_ms: int | None) -> str | None:
-    """ISO-8601 with milliseconds and an offset, as Target writes modifiedAt."""
-    if epoch_ms is None:
-        return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds")
-
-
 def batch_id(client: str, accepted_ms: int, seq: int) -> str:
+    """A batch's batchId, as Target's clients know it (see parse_batch_id)."""
     return f"{client}-{accepted_ms}-{seq}"
 
 
@@ -57,7 +43,7 @@ def parse_batch_id(value: str) -> tuple[str, int, int] | None:
 
 
 def visitor_id_problem(id_kind: str, value: str, name: str | None = None) -> str | None:
-    """What makes an id of this kind (see store.base.ID_KINDS) unacceptable, or None; the
+    """What makes an id of this kind (see model.ID_KINDS) unacceptable, or None; the
     message calls it `name` (the parameter or column it came in), by default its kind."""
     name, limit = name or id_kind, ID_MAX[id_kind]
     if len(value) > limit:

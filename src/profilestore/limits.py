@@ -8,30 +8,26 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, time, timezone
+from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cachetools import TTLCache
 
-from .errors import Rejected
-from .ids import iso_ms
+from .errors import RateLimited
+from .times import DAY_MS, MINUTE_MS, iso_ms, utc_day_start
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def check_daily_rows(client: str, used: int, size: int, limit: int, now: int) -> None:
-    """429 if a batch of `size` rows would take the client past `limit` rows today (UTC)."""
+    """RateLimited if a batch of `size` rows would take the client past `limit` rows today (UTC)."""
     if limit and used + size > limit:
-        reset = utc_day_start(now) + 86_400_000
-        raise Rejected(
-            429,
+        reset = utc_day_start(now) + DAY_MS
+        raise RateLimited(
             f"Client {client} has {used:,} rows accepted today (UTC); this batch of {size:,} rows would pass "
             f"the daily limit of {limit:,}. Try again after {iso_ms(reset)}",
-            headers={"Retry-After": str(math.ceil((reset - now) / 1000))},
+            retry_after=math.ceil((reset - now) / 1000),
         )
-
-
-def utc_day_start(now: int) -> int:
-    return now - now % 86_400_000
 
 
 class CallLimiter:
@@ -40,7 +36,7 @@ class CallLimiter:
 
     def __init__(self, clock, max_clients: int = 10_000):
         self.clock = clock
-        self._calls: TTLCache[str, deque[int]] = TTLCache(max_clients, 60_000, timer=clock)
+        self._calls: TTLCache[str, deque[int]] = TTLCache(max_clients, MINUTE_MS, timer=clock)
         self._lock = threading.Lock()
 
     def check(self, client: str, per_minute: int) -> None:
@@ -50,15 +46,14 @@ class CallLimiter:
         with self._lock:
             calls = self._calls.get(client) or deque()
             self._calls[client] = calls  # kept for another minute from now
-            while calls and calls[0] <= now - 60_000:
+            while calls and calls[0] <= now - MINUTE_MS:
                 calls.popleft()
             if len(calls) >= per_minute:
-                retry_after = math.ceil((calls[0] + 60_000 - now) / 1000)
-                raise Rejected(
-                    429,
+                retry_after = math.ceil((calls[0] + MINUTE_MS - now) / 1000)
+                raise RateLimited(
                     f"Client {client} made {len(calls)} bulk and status calls in the last minute, "
                     f"the limit is {per_minute}; try again in {retry_after} s",
-                    headers={"Retry-After": str(retry_after)},
+                    retry_after=retry_after,
                 )
             calls.append(now)
 
@@ -119,3 +114,25 @@ def active_window(windows: list[IngestWindow], now_ms: int) -> IngestWindow | No
 def pause_after(rows: int, window: IngestWindow, took_seconds: float) -> float:
     """How long to wait after applying `rows` so the window's rate holds."""
     return max(0.0, rows / window.rows_per_second - took_seconds)
+
+
+class Pacer:
+    """Ingestion windows as a batch is applied: how many rows the next chunk may hold, and the
+    pause after a chunk that holds the window's rate. The worker makes it (it owns the windows
+    and the way to sleep); the batch service calls it between chunks."""
+
+    def __init__(self, windows: list[IngestWindow], chunk_rows: int, clock: Callable[[], int], sleep: Callable[[float], object]):
+        self.windows, self.rows, self.clock, self.sleep = windows, chunk_rows, clock, sleep
+
+    def window(self) -> IngestWindow | None:
+        """The window in force now, if any."""
+        return active_window(self.windows, self.clock())
+
+    def chunk_rows(self) -> int:
+        """The rows of the next chunk: fewer inside a window, to hold its rate."""
+        window = self.window()
+        return self.rows if window is None else min(self.rows, window.rows_per_second)
+
+    def pause(self, rows: int, window: IngestWindow, took_seconds: float) -> None:
+        """Sleep after applying `rows` in took_seconds, so that the window's rate holds."""
+        self.sleep(pause_after(rows, window, took_seconds))

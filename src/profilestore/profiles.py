@@ -1,18 +1,14 @@
-"""The profile rules every write path shares (bulk rows, single updates, in-page updates),
-and profiles as Target shows them."""
+"""The profile rules every write path shares: bulk rows, single updates, in-page updates and
+attribute deletions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .batchfile import NUL
-from .errors import Rejected
-from .ids import ID_MAX, iso_ms, new_tnt_id
-from .store.base import MODIFIED_MS, ORDER, VALUE, Profile, Store, WriteTx
-
-DAY_MS = 86_400_000
-
-NOT_FOUND_LABEL = {"tntId": "mboxPC", "thirdPartyId": "third party id", "marketingCloudVisitorId": "marketingCloudVisitorId"}
+from .errors import BadRequest, ProfileNotFound, ProfileTooLarge
+from .ids import ID_MAX, new_tnt_id
+from .model import ORDER, VALUE, Profile, storable
+from .store.base import Store, WriteTx
 
 
 def batch_write_order(batch_seq: int) -> int:
@@ -24,11 +20,6 @@ def batch_write_order(batch_seq: int) -> int:
 
 def single_write_order(tx: WriteTx) -> int:
     return 2 * tx.last_batch_seq() + 1
-
-
-class ProfileTooLarge(Rejected):
-    def __init__(self, size: int, limit: int):
-        super().__init__(400, f"the profile would hold {size:,} bytes of attributes, over the limit of {limit:,}")
 
 
 def _utf8_len(text: str) -> int:
@@ -60,25 +51,43 @@ def check_size(profile: Profile, max_bytes: int, changes: dict[str, str] | None 
 def set_attributes(profile: Profile, values: dict[str, str], now: int, order: int, max_bytes: int = 0) -> bool:
     """A write sets the attributes it names and leaves the others alone. An empty value means
     "leave unchanged" (Target's rule), and an attribute set by a later-accepted write stays.
-    True if anything changed; nothing changes if the profile would pass max_bytes."""
+    The write extends the profile's lifetime even if it changes nothing. True if anything
+    changed; nothing changes if the profile would pass max_bytes (ProfileTooLarge)."""
     attributes = profile.attributes
     changes = {
         name: value for name, value in values.items()
         if value != "" and (name not in attributes or attributes[name][ORDER] <= order)
     }  # fmt: skip
-    if not changes:
+    if changes:
+        check_size(profile, max_bytes, changes)
+        for name, value in changes.items():
+            attributes[name] = [value, now, order]
+        profile.modified_ms = now
+    extend_lifetime(profile, now)
+    return bool(changes)
+
+
+def delete_attribute(profile: Profile, name: str, now: int) -> bool:
+    """Delete one attribute (our extension: Target has no way to); False if the profile has none
+    of that name. Like any write, it extends the profile's lifetime."""
+    if profile.attributes.pop(name, None) is None:
         return False
-    check_size(profile, max_bytes, changes)
-    for name, value in changes.items():
-        attributes[name] = [value, now, order]
     profile.modified_ms = now
+    extend_lifetime(profile, now)
     return True
 
 
-def find_profiles(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetime_ms: int) -> dict[str, Profile]:
-    """Profiles by id, as if expired ones did not exist: those are deleted on the way, so a
-    new write starts a new profile. lifetime_ms 0 means profiles never expire."""
-    found = tx.profiles_by(client, id_kind, [i for i in ids if NUL not in i])  # no id holds NUL
+def extend_lifetime(profile: Profile, now: int) -> None:
+    """A write of any kind extends the profile's lifetime: it runs from the profile's last write
+    (Target: 14 days from the last activity), see is_expired."""
+    profile.active_ms = now
+
+
+def profiles_for_write(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetime_ms: int) -> dict[str, Profile]:
+    """The profiles a write will change, by id, as if expired ones did not exist: those are
+    deleted here, in the write's transaction, so that the write starts a new profile.
+    lifetime_ms 0 means profiles never expire."""
+    found = tx.profiles_by(client, id_kind, [i for i in ids if storable(i)])
     if not lifetime_ms:
         return found
     expired = {p.tnt_id for p in found.values() if is_expired(p, now, lifetime_ms)}
@@ -88,13 +97,13 @@ def find_profiles(tx: WriteTx, client: str, id_kind: str, ids, now: int, lifetim
 
 
 def live_profile(store: Store, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int) -> Profile:
-    """The profile found by this id; 404 with Target's message if there is none or it expired,
-    400 if the id is longer than any of its kind can be."""
+    """The profile found by this id; ProfileNotFound if there is none or it expired, BadRequest
+    if the id is longer than any of its kind can be."""
     if len(visitor_id) > ID_MAX[id_kind]:
-        raise Rejected(400, f"The {id_kind} is {len(visitor_id):,} characters, the limit is {ID_MAX[id_kind]}")
-    profile = store.profile(client, id_kind, visitor_id) if NUL not in visitor_id else None  # no id holds NUL
+        raise BadRequest(f"The {id_kind} is {len(visitor_id):,} characters, the limit is {ID_MAX[id_kind]}")
+    profile = store.profile(client, id_kind, visitor_id) if storable(visitor_id) else None
     if profile is None or is_expired(profile, now, lifetime_ms):
-        raise Rejected(404, not_found_json(client, id_kind, visitor_id)["message"])
+        raise ProfileNotFound(client, id_kind, visitor_id)
     return profile
 
 
@@ -118,8 +127,8 @@ def new_profile(client: str, key: str, visitor_id: str, now: int) -> Profile:
     """A profile created for a key Target has not seen: a pcId becomes the tntId; a
     thirdPartyId gets a new tntId and is linked to it."""
     if key == "pcId":
-        return Profile(client, visitor_id, now, now, active_ms=now)
-    return Profile(client, new_tnt_id(), now, now, third_party_id=visitor_id, active_ms=now)
+        return Profile(client, visitor_id, now, now)
+    return Profile(client, new_tnt_id(), now, now, third_party_id=visitor_id)
 
 
 @dataclass(frozen=True)
@@ -141,15 +150,15 @@ def link_visitor(
     neither merged nor taken over, and a new thirdPartyId gets a profile of its own. A merge
     that would pass the profile size cap is refused (ProfileTooLarge)."""
     asked = (("thirdPartyId", ids.third_party_id), ("marketingCloudVisitorId", ids.mcvid), ("tntId", ids.tnt_id))
-    owners = {kind: value and find_profiles(tx, client, kind, [value], now, lifetime_ms).get(value) for kind, value in asked}
+    owners = {kind: value and profiles_for_write(tx, client, kind, [value], now, lifetime_ms).get(value) for kind, value in asked}
     found: list[Profile] = []
     for profile in owners.values():
         if profile and all(profile is not f for f in found):
             found.append(profile)
     winner = next((p for p in found if not _differ(p.third_party_id, ids.third_party_id)), None)
     if winner is None:
-        unknown_tnt_id = ids.tnt_id and owners["tntId"] is None
-        winner = Profile(client, ids.tnt_id if unknown_tnt_id else new_tnt_id(), now, now, active_ms=now)
+        unknown_tnt_id = ids.tnt_id if ids.tnt_id and owners["tntId"] is None else None
+        winner = Profile(client, unknown_tnt_id or new_tnt_id(), now, now)
     winner.third_party_id = winner.third_party_id or ids.third_party_id
     merged = []
     for other in found:
@@ -169,32 +178,6 @@ def _differ(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a != b
 
 
-def attributes_json(profile: Profile) -> dict:
-    return {name: {"value": a[VALUE], "modifiedAt": iso_ms(a[MODIFIED_MS])} for name, a in profile.attributes.items()}
-
-
-def profile_json(profile: Profile) -> dict:
-    """The whole profile with all its ids, which Target's fetch API does not show."""
-    return {
-        "client": profile.client,
-        "tntId": profile.tnt_id,
-        "thirdPartyId": profile.third_party_id,
-        "marketingCloudVisitorId": profile.mcvid,
-        "createdAt": iso_ms(profile.created_ms),
-        "modifiedAt": iso_ms(profile.modified_ms),
-        "lastActiveAt": iso_ms(profile.active_ms),
-        "attributes": attributes_json(profile),
-    }
-
-
-def target_json(profile: Profile, visitor_id: str) -> dict:
-    return {
-        "client": profile.client,
-        "visitorId": visitor_id,
-        "modifiedAt": iso_ms(profile.modified_ms),
-        "profileAttributes": attributes_json(profile),
-    }
-
-
-def not_found_json(client: str, id_kind: str, visitor_id: str) -> dict:
-    return {"status": 404, "message": f"No profile found for client {client} with {NOT_FOUND_LABEL[id_kind]}={visitor_id}"}
+def purge_expired(store: Store, now: int, lifetime_ms: int, limit: int) -> int:
+    """Delete up to `limit` profiles (of any client) expired at `now`; how many."""
+    return store.write(None, lambda tx: tx.purge_inactive(now - lifetime_ms, limit))

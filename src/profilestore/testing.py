@@ -55,6 +55,7 @@ class ServeProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (its worker process dies with it)."""
+        assert self.process is not None, "kill() of a ServeProcess never started"
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self._log.close()

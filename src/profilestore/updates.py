@@ -7,10 +7,12 @@ from typing import Callable
 
 from .clients import check_client
 from .config import Settings
-from .errors import Rejected
-from .ids import now_ms, visitor_id_problem
-from .profiles import NOT_FOUND_LABEL, VisitorIds, find_profiles, link_visitor, set_attributes, single_write_order
-from .store.base import Profile, Store, WriteTx
+from .errors import BadRequest, ProfileNotFound
+from .ids import visitor_id_problem
+from .model import Profile
+from .profiles import VisitorIds, link_visitor, profiles_for_write, set_attributes, single_write_order
+from .store.base import Store, WriteTx
+from .times import now_ms
 
 
 class UpdateService:
@@ -20,23 +22,20 @@ class UpdateService:
         self.clock = clock
 
     def update_profile(self, client: str, id_kind: str, visitor_id: str, values: dict[str, str]) -> Profile:
-        """Set attributes of an existing profile before answering; 404 if there is none."""
+        """Set attributes of an existing profile before answering; ProfileNotFound if there is none."""
         check_client(client)
         if id_kind == "tntId" and (problem := visitor_id_problem(id_kind, visitor_id, "mboxPC")):
-            raise Rejected(400, problem)
+            raise BadRequest(problem)
         self.check_names(values, "profile.")
         now = self.clock()
 
         def update(tx: WriteTx) -> Profile:
-            profile = find_profiles(tx, client, id_kind, [visitor_id], now, self.settings.lifetime_ms).get(visitor_id)
+            found = profiles_for_write(tx, client, id_kind, [visitor_id], now, self.settings.lifetime_ms)
+            profile = found.get(visitor_id)
             if profile is None:
-                raise Rejected(
-                    404,
-                    f"No profile found for client {client} with {NOT_FOUND_LABEL[id_kind]}={visitor_id}: "
-                    "single profile updates change existing profiles only",
-                )
+                why = ": single profile updates change existing profiles only"
+                raise ProfileNotFound(client, id_kind, visitor_id, why)
             set_attributes(profile, values, now, single_write_order(tx), self.settings.max_profile_bytes)
-            profile.active_ms = now
             tx.save_profiles([profile])
             return profile
 
@@ -47,7 +46,7 @@ class UpdateService:
         named = (("tntId", ids.tnt_id), ("thirdPartyId", ids.third_party_id), ("marketingCloudVisitorId", ids.mcvid))
         for kind, value in named:
             if value is not None and (problem := visitor_id_problem(kind, value)):
-                raise Rejected(400, f"id.{kind}: {problem}")
+                raise BadRequest(f"id.{kind}: {problem}")
         self.check_names(values, "profileParameters.")
         now = self.clock()
 
@@ -55,7 +54,6 @@ class UpdateService:
             settings = self.settings
             profile, _ = link_visitor(tx, client, ids, now, settings.lifetime_ms, settings.max_profile_bytes)
             set_attributes(profile, values, now, single_write_order(tx), settings.max_profile_bytes)
-            profile.active_ms = now
             tx.save_profiles([profile])
             return profile
 
@@ -65,8 +63,7 @@ class UpdateService:
         limit = self.settings.max_attribute_name
         for name in values:
             if not name:
-                raise Rejected(400, f"Parameter {prefix!r} has no attribute name")
+                raise BadRequest(f"Parameter {prefix!r} has no attribute name")
             if len(name) > limit:
-                raise Rejected(
-                    400, f"Parameter {prefix}{name[:40]}…: the attribute name is {len(name)} characters, the limit is {limit}"
+                raise BadRequest(f"Parameter {prefix}{name[:40]}…: the attribute name is {len(name)} characters, the limit is {limit}"
                 )

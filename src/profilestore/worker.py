@@ -1,10 +1,10 @@
-"""The worker: applies accepted batches one at a time, chunk by chunk, and keeps going.
+"""The worker: decides when batches are applied, and keeps going.
 
-A worker takes a batch only when every batch its client sent before is finished (the store's
-claim_next_batch), which keeps each client's batches in acceptance order. Each chunk is one
-transaction that checks and advances the batch's cursor, so a worker killed at any moment
-resumes exactly where the last commit left off, and two workers on one store never apply the
-same chunk twice (the second finds the cursor moved and skips ahead).
+It takes a batch only when every batch its client sent before is finished (the store's
+claim_next_batch), which keeps each client's batches in acceptance order, and has the batch
+service apply it (BatchService.apply_batch: the chunks, their transactions and the rules). It
+also wakes when a batch is accepted, stops when told, paces batches inside ingestion windows,
+and purges expired profiles and old batches.
 
 No error ends a worker's loop: a failed step is logged when its cause first appears, noted on
 the batch it was for, and tried again after a pause that grows, with jitter, up to a cap. The
@@ -27,18 +27,20 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import orjson
 
-from .batches import BatchService, Chunk, failure_reason, id_of
-from .batchfile import Header, parse_header
-from .errors import Rejected
-from .limits import active_window, parse_windows, pause_after
-from .store.base import COMPLETE, STUCK, Batch, StoreUnavailable
+from .batches import BatchService, failure_reason
+from .config import Settings
+from .limits import Pacer, parse_windows
+from .model import Batch
+from .profiles import purge_expired
+from .store.base import Store, StoreUnavailable
+from .times import MINUTE_MS, now_ms
 
 log = logging.getLogger("profilestore.worker")
-PURGE_EVERY_MS = 60_000
+PURGE_EVERY_MS = MINUTE_MS
 PURGE_CHUNK = 1_000
 FIRST_RETRY_SECONDS = 0.25
 BEAT_SECONDS = 1.0  # how often a worker reports while it waits
@@ -87,15 +89,18 @@ class Failing:
 
 
 class Worker:
-    def __init__(self, batches: BatchService, poll_seconds: float, sleep: Callable[[float], object] | None = None):
-        self.batches = batches
-        self.poll_seconds = poll_seconds
-        self.windows = parse_windows(batches.settings.ingest_windows)
-        self.backoff = Backoff(FIRST_RETRY_SECONDS, batches.settings.retry_max_seconds)
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], int] = now_ms,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:  # fmt: skip
+        self.store, self.settings, self.clock = store, settings, clock
+        self.batches = BatchService(store, settings, clock)
+        self.backoff = Backoff(FIRST_RETRY_SECONDS, settings.retry_max_seconds)
         self._wake = threading.Event()
         self._stop = threading.Event()
         # Tests pass a sleep that moves a fake clock; this one reports while it waits.
-        self._sleep = sleep or (lambda seconds: self._wait(seconds, self._stop))
+        sleep = sleep or (lambda seconds: self._wait(seconds, self._stop))
+        self.pacer = Pacer(parse_windows(settings.ingest_windows), settings.chunk_rows, clock, sleep)
         self._last_purge: int | None = None
         self.failing: Failing | None = None
         self._failed_batch: Batch | None = None  # the batch of the attempt that just failed
@@ -131,7 +136,7 @@ class Worker:
                 continue
             self._recovered()
             if not applied:
-                self._wait(self.poll_seconds, self._wake)
+                self._wait(self.settings.worker_poll_seconds, self._wake)
                 self._wake.clear()
 
     def _pause_after(self, error: Exception) -> None:
@@ -142,10 +147,10 @@ class Worker:
                 log.warning("the store is unavailable (%s); trying again in %.1f s, then less often", cause, delay)
             else:
                 log.error("the worker failed; trying again in %.1f s, then less often", delay, exc_info=error)
-        now = self.batches.clock()
+        now = self.clock()
         batch, self._failed_batch = self._failed_batch, None
         since = self.failing.failing_since_ms if self.failing else now
-        self.failing = Failing(id_of(batch) if batch else None, cause, since, now + int(delay * 1000))
+        self.failing = Failing(batch.id if batch else None, cause, since, now + int(delay * 1000))
         self._wait(delay, self._stop)
 
     def _recovered(self) -> None:
@@ -164,17 +169,14 @@ class Worker:
 
     def purge(self) -> None:
         """At most once a minute: delete expired profiles, and batches past their retention."""
-        now = self.batches.clock()
+        now = self.clock()
         if self._last_purge is not None and now - self._last_purge < PURGE_EVERY_MS:
             return
         self._last_purge = now
-        if self.batches.settings.lifetime_ms:
-            self._purge_all(self._purge_expired_profiles, "expired profiles")
+        lifetime_ms = self.settings.lifetime_ms
+        if lifetime_ms:
+            self._purge_all(lambda limit: purge_expired(self.store, self.clock(), lifetime_ms, limit), "expired profiles")
         self._purge_all(self.batches.purge_finished, "batches past their retention")
-
-    def _purge_expired_profiles(self, limit: int) -> int:
-        before = self.batches.clock() - self.batches.settings.lifetime_ms
-        return self.batches.store.write(None, lambda tx: tx.purge_inactive(before, limit))
 
     def _purge_all(self, purge_some: Callable[[int], int], what: str) -> None:
         """Call purge_some(PURGE_CHUNK), each in its own transaction, until it purges fewer."""
@@ -190,11 +192,11 @@ class Worker:
 
     def apply_next(self) -> bool:
         """Apply the next batch until it is finished or the worker stops; False if none waits."""
-        with self.batches.store.claim_next_batch() as batch:
+        with self.store.claim_next_batch() as batch:
             if batch is None:
                 return False
             try:
-                self._apply(batch)
+                self._attempt(batch)
             except Exception as error:
                 self._note_failure(batch, error)
                 raise
@@ -209,59 +211,20 @@ class Worker:
         except StoreUnavailable:
             pass  # logged as the loop's own failure
         except Exception:
-            log.exception("recording a failed attempt of batch %s failed", id_of(batch))
+            log.exception("recording a failed attempt of batch %s failed", batch.id)
         self.beat_at = time.monotonic()
 
-    def _apply(self, batch: Batch) -> None:
+    def _attempt(self, batch: Batch) -> None:
         if self._begun != batch.seq:  # once per process and batch: a crash ends the process
             batch = self.batches.start_attempt(batch)
             self._begun = batch.seq
-            if batch.state in (COMPLETE, STUCK):
+            if batch.state.finished:
                 return
-        log.info("applying batch %s from row %d of %d", id_of(batch), batch.consumed + 1, batch.size)
-        payload = self.batches.store.batch_payload(batch.seq)
-        if payload is None:
-            self.batches.give_up(batch, "the batch's bytes are missing from the store")
-            return
-        try:
-            header = parse_header(payload)
-        except Rejected as e:
-            self.batches.give_up(batch, f"the stored batch is unreadable: {e.message}")
-            return
-        chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
-        while batch.state not in (COMPLETE, STUCK) and not self._stop.is_set():
-            following: list[Chunk] = []  # read while the store writes this chunk
+        self.batches.apply_batch(batch, self.pacer, self._stop.is_set, self._chunk_written)
 
-            def read_following(chunk: Chunk = chunk) -> None:
-                following.append(self._read_chunk(header, payload, chunk.end, chunk.end_line))
-
-            batch = self._apply_chunk(batch, header, chunk, read_following)
-            self.beat_at = time.monotonic()
-            self._recovered()  # the store works again: health, the record and the pauses say so
-            if following and following[0].start == batch.cursor:
-                chunk = following[0]
-            else:  # another worker moved the cursor
-                chunk = self._read_chunk(header, payload, batch.cursor, batch.cursor_line)
-        if batch.state == COMPLETE:
-            log.info("batch %s complete: %d rows, %d failed", id_of(batch), batch.size, batch.failed)
-
-    def _read_chunk(self, header: Header, payload: bytes, cursor: int, cursor_line: int) -> Chunk:
-        """The chunk from the cursor on: fewer rows inside an ingestion window, to hold its rate."""
-        window = active_window(self.windows, self.batches.clock())
-        rows = self.batches.settings.chunk_rows
-        rows = rows if window is None else min(rows, window.rows_per_second)
-        return self.batches.read_chunk(header, payload, cursor, cursor_line, rows)
-
-    def _apply_chunk(self, batch, header, chunk, meanwhile):
-        """Apply one chunk; inside an ingestion window, then pause to hold its rate."""
-        clock = self.batches.clock
-        window = active_window(self.windows, clock())
-        if window is None:
-            return self.batches.apply_chunk(batch, header, chunk, meanwhile=meanwhile)
-        started = clock()
-        applied = self.batches.apply_chunk(batch, header, chunk, window.reason(), meanwhile)
-        self._sleep(pause_after(applied.consumed - batch.consumed, window, (clock() - started) / 1000))
-        return applied
+    def _chunk_written(self) -> None:
+        self.beat_at = time.monotonic()
+        self._recovered()  # the store works again: health, the record and the pauses say so
 
 
 class WorkerThread:
@@ -301,7 +264,7 @@ class WorkerThread:
         self._thread.join()
 
 
-def run_worker_process(runner: WorkerThread, signals: set[int], heartbeat_fd: int | None) -> None:
+def run_worker_process(runner: WorkerThread, signals: Iterable[int], heartbeat_fd: int | None) -> None:
     """The main thread of `profilestore worker`: take signals one at a time (see cli.worker),
     report to the parent through heartbeat_fd while the worker is well, and exit the process
     with EXIT_STALLED when it is not, so that its supervisor starts a new one."""
@@ -347,6 +310,7 @@ class WorkerProcess:
         self._gap: str | None = "the worker process is starting"  # why no child works, until one reports
         self._quick_deaths = 0  # children in a row that died within QUICK_DEATH_SECONDS
         self.process: subprocess.Popen | None = None
+        self._failing: Failing | None = None
         self._beats: int | None = None
         self._start()
         self._watcher = threading.Thread(target=self._watch, name="worker-watcher", daemon=True)
@@ -427,12 +391,14 @@ class WorkerProcess:
                     log.warning("the worker process sent an unreadable report: %r", line[:200])
 
     def _reap(self) -> None:
+        assert self.process is not None  # started with the pipe just read
         try:
             self.process.wait(BEAT_SECONDS)
         except subprocess.TimeoutExpired:
             pass  # _child_problem kills it if it goes silent
 
     def _child_problem(self) -> str | None:
+        assert self.process is not None  # started with the pipe just read
         code = self.process.poll()
         if code is not None:
             return f"the worker process exited with status {code}"

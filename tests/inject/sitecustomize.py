@@ -33,4 +33,4 @@ if os.environ.get("PROFILESTORE_TEST_WORKER_CRASHES"):
     def crash(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    profilestore.batches.BatchService.apply_chunk = crash
+    profilestore.batches.BatchService.write_chunk = crash

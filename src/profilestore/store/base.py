@@ -3,18 +3,27 @@
 A store only keeps and finds things; every rule (what an empty cell means, v1 versus v2,
 ordering, counting) lives in the service modules that call it. Each backend implements
 `Store` (reads, and `write` to run one transaction) and `WriteTx` (the operations allowed
-inside that transaction).
+inside that transaction), and turns its driver's errors into the ones named here, so that
+nothing above the store sees a driver (`tests/test_store.py` holds every backend to this).
+
+Errors. Opening a store raises StoreError. Every operation of an open store may raise
+StoreUnavailable (a failure that passes) or StoreFailed (any other error of the database); one
+that writes may also raise StoreConflict. An error of write()'s own functions (fn, meanwhile)
+reaches its caller as they raised it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from functools import wraps
+from typing import TypeVar
+
+from ..model import Batch, ClientConfig, FailedRow, Profile, QueueState, Token
 
 T = TypeVar("T")
-
-QUEUED, RUNNING, COMPLETE, STUCK = "queued", "running", "complete", "stuck"
+C = TypeVar("C", bound=type)
 
 
 class StoreError(Exception):
@@ -22,157 +31,111 @@ class StoreError(Exception):
     schema that is behind."""
 
 
-class StoreUnavailable(Exception):
+class _Failure(Exception):
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause  # what failed, in a few words, for logs and error messages
+
+
+class StoreUnavailable(_Failure):
     """The store cannot do this now, for a reason that passes: the database cannot be reached
     or its connection was lost, the disk is full, the database is locked by another process
     for longer than the busy timeout, or the transaction lost a conflict with another. Nothing
     of the operation was kept, except that a write whose connection was lost during COMMIT may
     have been: a caller redoes it only where that is safe. Try again later."""
 
-    def __init__(self, cause: str):
-        super().__init__(cause)
-        self.cause = cause  # what failed, in a few words, for logs and error messages
+
+class StoreConflict(_Failure):
+    """A write broke a rule of the store's schema: a uniqueness rule (a tntId, thirdPartyId or
+    marketingCloudVisitorId already on a profile of the client, a token's hash, a batch's failed
+    row of that line), or another integrity rule. Nothing of the transaction was kept."""
 
 
-# The ids a profile can be found by. A tntId merged into another profile keeps resolving to it.
-ID_KINDS = ("tntId", "thirdPartyId", "marketingCloudVisitorId")
+class StoreFailed(_Failure):
+    """The database failed on the operation for a reason that does not pass and is no conflict
+    (a table missing, a value out of range, a bug). Nothing of a write that fails so was kept."""
 
 
-# An attribute is the list [value, modified_ms, order]: its value (a string, as in Target), its
-# last write, and the acceptance order of that write (see profiles.batch_write_order). A list,
-# the shape it has in the stores' JSON, because a batch decodes and encodes millions of them:
-# with no object to build per attribute, a stored profile of the standard batch decodes in
-# 2.3 µs instead of 3.4 and encodes in 0.4 µs instead of 1.1.
-Attribute = list
-VALUE, MODIFIED_MS, ORDER = range(3)
+def wrapping_errors(errors: Callable[[], AbstractContextManager[object]]) -> Callable[[C], C]:
+    """A class decorator for a backend: each public method of the class runs inside errors(),
+    the backend's context manager that turns its driver's errors into the ones above."""
 
+    def wrapped(method: Callable[..., T]) -> Callable[..., T]:
+        @wraps(method)
+        def inside(*args, **kwargs) -> T:
+            with errors():
+                return method(*args, **kwargs)
 
-@dataclass(slots=True)
-class Profile:
-    client: str
-    tnt_id: str
-    created_ms: int
-    modified_ms: int  # last change of an attribute
-    third_party_id: str | None = None
-    mcvid: str | None = None  # marketingCloudVisitorId (ECID)
-    attributes: dict[str, Attribute] = field(default_factory=dict)
-    active_ms: int = 0  # last write of any kind; the profile's lifetime runs from here
+        return inside
 
+    def decorate(cls: C) -> C:
+        for name, member in list(vars(cls).items()):
+            if callable(member) and not name.startswith("_"):
+                setattr(cls, name, wrapped(member))
+        return cls
 
-@dataclass
-class ClientConfig:
-    """A client's own settings; None means the service-wide default."""
-
-    client: str
-    auth_required: bool = False
-    daily_rows: int | None = None
-    calls_per_minute: int | None = None
-
-
-@dataclass
-class Token:
-    id: str  # public, to list and revoke it by
-    client: str
-    hash: str  # sha256 of the secret; the secret itself is never stored
-    created_ms: int
-    expires_ms: int
-    revoked_ms: int | None = None
-
-
-@dataclass
-class Batch:
-    seq: int  # acceptance order, never reused
-    client: str
-    version: int  # 1: update existing profiles only; 2: create missing ones
-    accepted_ms: int
-    size: int  # data rows
-    payload_bytes: int
-    header: bytes  # the header line as sent, kept after the payload is dropped
-    cursor: int  # byte offset in the payload of the next line to apply
-    cursor_line: int  # line number at the cursor
-    state: str = QUEUED
-    consumed: int = 0
-    successful: int = 0
-    not_found: int = 0
-    failed: int = 0
-    started_ms: int | None = None
-    finished_ms: int | None = None
-    attempts: int = 0  # consecutive failed attempts at the next chunk, for reasons that do not pass
-    open_attempts: int = 0  # attempts begun in a row that never ended (see batches.MAX_OPEN_ATTEMPTS)
-    stuck_reason: str | None = None
-    held_reason: str | None = None  # why the worker is applying it slowly right now
-    last_error: str | None = None  # why the last attempt at the next chunk failed
-    failing_since_ms: int | None = None  # the first of the failed attempts in a row
-    next_attempt_ms: int | None = None  # when the worker tries again
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """The batches not yet complete or stuck, of all clients."""
-
-    waiting: int
-    oldest_accepted_ms: int | None
-    retrying: int  # those whose next chunk failed for a passing reason and is tried again
-
-
-@dataclass(frozen=True)
-class FailedRow:
-    line: int
-    id: str
-    reason: str
-    raw: bytes  # the line as sent, or its beginning if it was longer than kept (see raw_length)
-    raw_length: int  # the line's length as sent, in bytes
+    return decorate
 
 
 class WriteTx(ABC):
-    """Operations inside one write transaction; all of them commit together or not at all.
-    Like every operation of a store, they raise StoreUnavailable for a failure that passes;
-    the store's write() turns the driver's own errors of that kind into it.
+    """Operations inside one write transaction (see Store.write); all of them commit together
+    or not at all. Each runs on the thread fn runs on, sees what the transaction wrote before it,
+    and raises the store's errors (see the module), after which fn lets the error pass: the
+    transaction can only roll back.
 
     save_profiles and insert_profiles may return while the database is still writing: the
-    transaction's next operation, or its commit, waits for that (and raises its error, which
-    rolls the whole transaction back). The caller can work on something else meanwhile."""
+    transaction's next operation, or its commit, waits for that (and raises its error, a
+    StoreConflict for instance, which rolls the whole transaction back). What write()'s
+    `meanwhile` does runs in that time."""
 
     @abstractmethod
-    def insert_batch(self, batch: Batch, payload: bytes) -> int:
-        """Store a new batch and its bytes durably; return its seq (batch.seq is ignored)."""
+    def insert_batch(self, batch: Batch, payload: bytes | bytearray) -> int:
+        """Store a new batch and its bytes durably; return its seq (batch.seq is ignored), greater
+        than every seq before and never reused."""
 
     @abstractmethod
     def batch(self, seq: int) -> Batch | None:
-        """The batch as of this transaction."""
+        """The batch as of this transaction, or None."""
 
     @abstractmethod
     def update_batch(self, batch: Batch) -> None:
-        """Save the batch's state, cursor and counters."""
+        """Save every field of the batch (its state, cursor and counters) over the stored batch
+        of its seq; nothing if there is none."""
 
     @abstractmethod
     def drop_payload(self, seq: int) -> None:
-        """Forget the bytes of a batch that needs them no more."""
+        """Forget the bytes of a batch that needs them no more; nothing if they are gone."""
 
     @abstractmethod
     def add_failed_rows(self, seq: int, rows: Iterable[FailedRow]) -> None:
-        """Record rows of a batch that failed, with their reasons."""
+        """Record rows of a batch that failed, with their reasons; StoreConflict for a line
+        already recorded."""
 
     @abstractmethod
     def purge_batches(self, finished_before_ms: int, limit: int) -> int:
         """Delete up to `limit` batches (of any client) that finished, complete or stuck, before
-        the time, with their failed rows and bytes, but never the newest batch of all, whose
-        seq orders later single writes (see profiles.single_write_order); how many."""
+        the time (finished_ms earlier than it), those that finished first first, with their
+        failed rows and bytes, but never the newest batch of all, whose seq orders later single
+        writes (see profiles.single_write_order); how many."""
 
     @abstractmethod
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-        """The existing profiles found by these ids of one kind (see ID_KINDS), keyed by the id
-        asked for. Ids that lead to the same profile share one Profile object."""
+        """The existing profiles found by these ids of one kind (see model.ID_KINDS), keyed by the
+        id asked for; an id found on none is left out. A tntId merged into another profile finds
+        that one. Ids that lead to the same profile share one Profile object."""
 
     @abstractmethod
     def save_profiles(self, profiles: list[Profile]) -> None:
-        """Insert or replace these profiles whole (ids, timestamps and attributes)."""
+        """Insert or replace these profiles whole (ids, timestamps and attributes), by client and
+        tntId, each at most once in the list. StoreConflict if a thirdPartyId or
+        marketingCloudVisitorId is another profile's, maybe only at the next operation."""
 
     @abstractmethod
     def insert_profiles(self, profiles: list[Profile]) -> None:
         """Insert profiles known to be new: their tntIds were just made, and their other ids
         were looked up in this transaction and found on no profile. A store may write them
-        faster than save_profiles can, since nothing stored needs replacing."""
+        faster than save_profiles can, since nothing stored needs replacing. StoreConflict if one
+        of their ids is on a profile already, maybe only at the next operation."""
 
     @abstractmethod
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
@@ -185,8 +148,9 @@ class WriteTx(ABC):
 
     @abstractmethod
     def purge_inactive(self, active_before_ms: int, limit: int) -> int:
-        """Delete up to `limit` profiles (of any client) inactive since before the time, with
-        the tntIds merged into them; how many were deleted."""
+        """Delete up to `limit` profiles (of any client) inactive since before the time (active_ms
+        earlier than it), with the tntIds merged into them; how many were deleted. PostgreSQL
+        takes the lock of each client it deletes from, in order of client."""
 
     @abstractmethod
     def delete_failed_rows(self, client: str, ids: Iterable[str]) -> int:
@@ -198,7 +162,7 @@ class WriteTx(ABC):
 
     @abstractmethod
     def rows_accepted_since(self, client: str, since_ms: int) -> int:
-        """Data rows of the client's batches accepted since the time."""
+        """Data rows (sizes) of the client's batches, still stored, accepted at or after the time."""
 
     @abstractmethod
     def save_client(self, config: ClientConfig) -> None:
@@ -206,37 +170,62 @@ class WriteTx(ABC):
 
     @abstractmethod
     def save_token(self, token: Token) -> None:
-        """Insert or replace a token."""
+        """Insert a token, or save the expiry and revocation of the stored token of its id (its
+        client, hash and creation stay). StoreConflict if another token has its hash."""
 
     @abstractmethod
     def tokens(self, client: str) -> list[Token]:
-        """The client's tokens, revoked and expired ones included, oldest first."""
+        """The client's tokens, revoked and expired ones included, oldest (first saved) first."""
 
 
 class Store(ABC):
     """A profile store. Reads never wait for writes; the writes of one client run one at a time.
-    Opening one (store.open_store) brings its schema up to date or raises StoreError. Every
-    operation raises StoreUnavailable when the database cannot be used for a reason that
-    passes (lost connection, full disk, lock held too long, lost conflict); other errors of the
-    driver pass through as they are."""
+    Opening one (store.open_store) brings its schema up to date or raises StoreError. Errors:
+    see the module; in short, StoreUnavailable when the database cannot be used for a reason
+    that passes (lost connection, full disk, lock held too long, lost conflict), StoreConflict
+    when a write broke a rule of the schema (a uniqueness rule, mostly), StoreFailed for any
+    other error of the database.
+
+    Reads run on the caller's thread: SQLite's on a read-only connection of that thread's,
+    PostgreSQL's on a pooled connection, waiting for one up to the store's timeout (then
+    StoreUnavailable). Each read is one statement, so it sees one committed state."""
 
     # True when reads take microseconds and never wait on a network or a pool, so that an
     # event loop may run them itself instead of handing them to a thread.
     fast_reads: bool = False
 
     @abstractmethod
-    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+    def write(
+        self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> T:  # fmt: skip
         """Run fn in one write transaction and return its result; an exception rolls it back.
         The writes of one client (the one whose data fn changes) run one at a time; None for a
         transaction that may touch any client's. fn may run on another thread (SQLite's
         writer) and must only use the store through its WriteTx. durable=False lets the commit
         skip waiting for the disk: only for work that can be redone from durable state (a
         batch chunk, whose cursor commits with it), since a power cut may undo it; a crash of
-        the process still cannot."""
+        the process still cannot.
+
+        Threads: SQLite runs fn on its one writer thread, which runs every write of the process
+        (of any client) one at a time, each in BEGIN IMMEDIATE; other processes wait for the
+        file's lock up to its busy timeout. PostgreSQL runs fn on the caller's thread, on a
+        pooled connection, holding the client's advisory lock until the commit or rollback
+        (no lock for None). A closed SQLite store raises RuntimeError.
+
+        meanwhile, if given, runs on the caller's thread once fn has returned and before
+        write() does, for work that overlaps the store's (the worker reads its next chunk
+        there). A store whose fn runs on the caller's thread (PostgreSQL) runs it before the
+        commit, while the database may still be writing fn's last profiles; one whose fn runs
+        on a writer thread of its own (SQLite) runs it after the commit, since two threads of
+        one process share the interpreter and overlapping them gains nothing (measured).
+        An error it raises rolls the transaction back if it is not committed yet. It does not
+        run when fn raises (nor, on SQLite, when the commit fails)."""
 
     @abstractmethod
     def profile(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
-        """The profile found by an id of one kind (see ID_KINDS), or None."""
+        """The profile found by an id of one kind (see model.ID_KINDS), or None; a tntId merged
+        into another profile finds that one."""
 
     @abstractmethod
     def has_client(self, client: str) -> bool:
@@ -244,7 +233,7 @@ class Store(ABC):
 
     @abstractmethod
     def merged_tnt_ids(self, client: str, tnt_id: str) -> list[str]:
-        """The tntIds merged into this profile."""
+        """The tntIds merged into this profile, in byte order."""
 
     @abstractmethod
     def client_config(self, client: str) -> ClientConfig | None:
@@ -252,15 +241,16 @@ class Store(ABC):
 
     @abstractmethod
     def token_by_hash(self, token_hash: str) -> Token | None:
-        """The token whose secret has this hash."""
+        """The token (of any client) whose secret has this hash, or None."""
 
     @abstractmethod
     def tokens(self, client: str) -> list[Token]:
-        """The client's tokens, revoked and expired ones included, oldest first."""
+        """The client's tokens, revoked and expired ones included, oldest (first saved) first."""
 
     @abstractmethod
     def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
-        """Batches, newest first, of one client or all, accepted before before_seq if given."""
+        """Up to `limit` batches, newest (highest seq) first, of one client or all, accepted
+        before before_seq if given (0 counts as not given)."""
 
     @abstractmethod
     def batch(self, seq: int) -> Batch | None:
@@ -271,16 +261,21 @@ class Store(ABC):
         """How many batches wait to be applied, the oldest, and how many are retrying."""
 
     @abstractmethod
-    def claim_next_batch(self) -> ContextManager[Batch | None]:
+    def claim_next_batch(self) -> AbstractContextManager[Batch | None]:
         """For a worker's `with` block: the next batch to apply, or None. That is the earliest
         accepted batch that is neither complete nor stuck, of a client with no such batch
         accepted before it, and that no other worker holds; the worker holds it until the
         block ends. A store that cannot tell which batches other workers hold may hand out a
-        held one: WriteTx's cursor check (see BatchService.apply_chunk) keeps that safe."""
+        held one: WriteTx's cursor check (see BatchService.apply_chunk) keeps that safe.
+
+        SQLite hands out the earliest unfinished batch of all and holds nothing. PostgreSQL
+        holds it with a session advisory lock on a pooled connection kept for the block (the
+        lock goes with the session if the process dies), looking at the first 100 startable
+        batches only. Errors are raised as the block starts; ending it raises none of its own."""
 
     @abstractmethod
     def batch_payload(self, seq: int) -> bytes | None:
-        """The bytes of a batch not yet complete."""
+        """The bytes of a batch not yet complete; None once dropped or purged."""
 
     @abstractmethod
     def failed_rows(self, seq: int, limit: int | None = None, offset: int = 0, after_line: int = 0) -> list[FailedRow]:
@@ -288,4 +283,5 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections and threads; safe to call twice."""
+        """Release connections and threads, once the writes queued have run (SQLite); safe to
+        call twice. Nothing else is called after it."""

@@ -8,7 +8,7 @@ parallel. A transaction for no one client (the purge) locks each client it touch
 Bulk chunks reach the profiles table in two statements at most, never one per row: new profiles
 with one COPY straight into it, changed ones with one COPY into a temporary staging table and
 one INSERT … SELECT … ON CONFLICT. The last of these is left running while the worker reads its
-next chunk; the transaction's next statement waits for it.
+next chunk (write()'s `meanwhile`); the transaction's next statement, or its commit, waits for it.
 
 Workers: a worker holds the batch it applies with a session advisory lock on a connection of
 its own, and other workers pass that batch by. If the worker dies, even by kill -9, PostgreSQL
@@ -20,14 +20,15 @@ advisory lock, so processes starting at once apply each exactly once.
 
 Connections: the pool checks each connection before handing it out and replaces a broken one
 (after a restart or failover of the server, every pooled connection is dead). A failure that
-passes (see PASSING_SQLSTATE_CLASSES) is raised as StoreUnavailable.
+passes (see PASSING_SQLSTATE_CLASSES) is raised as StoreUnavailable, a broken constraint as
+StoreConflict, any other error of psycopg as StoreFailed (see _wrapped_errors).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
-from typing import Callable, Iterable, Iterator
 
 import orjson
 import psycopg
@@ -35,15 +36,13 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import (
-    COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState, Store, StoreError, StoreUnavailable, T, Token,
-    WriteTx,
-)  # fmt: skip
-from .migrations import migrations
+from ..model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
+from ..times import HOUR_MS
+from . import migrations
+from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 POOL_SIZE = 10
-HOUR_MS = 3_600_000
 CONNECT_TIMEOUT_SECONDS = 5  # a server that does not answer is down, not slow
 # SQLSTATE classes of failures that pass: connection exception (08), transaction rollback (40:
 # serialization failure, deadlock), insufficient resources (53: disk full, out of memory, too
@@ -64,9 +63,9 @@ SELECT_BATCH = "SELECT * FROM batches WHERE seq = %s"
 SELECT_BATCHES = """SELECT * FROM batches WHERE (%(client)s::text IS NULL OR client = %(client)s) AND seq < %(before)s
     ORDER BY seq DESC LIMIT %(limit)s"""
 # Batches a worker may start on: unfinished, and none of their client's before them unfinished.
-SELECT_STARTABLE = f"""SELECT seq FROM batches b WHERE state NOT IN ('{COMPLETE}', '{STUCK}')
+SELECT_STARTABLE = f"""SELECT seq FROM batches b WHERE state NOT IN ('{BatchState.COMPLETE}', '{BatchState.STUCK}')
     AND NOT EXISTS (SELECT FROM batches e WHERE e.client = b.client AND e.seq < b.seq
-                    AND e.state NOT IN ('{COMPLETE}', '{STUCK}'))
+                    AND e.state NOT IN ('{BatchState.COMPLETE}', '{BatchState.STUCK}'))
     ORDER BY seq LIMIT 100"""
 SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = %s AND accepted_ms >= %s"
 SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
@@ -77,7 +76,7 @@ COPY_FAILED_ROWS = "COPY failed_rows (seq, line, id, reason, raw, raw_length) FR
 SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = %s AND line > %s
     ORDER BY line LIMIT %s OFFSET %s"""
 SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_ms) FROM batches
-    WHERE state NOT IN ('{COMPLETE}', '{STUCK}')"""
+    WHERE state NOT IN ('{BatchState.COMPLETE}', '{BatchState.STUCK}')"""
 # Never the newest batch: its seq orders single writes (profiles.single_write_order).
 SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < %s AND seq < (SELECT max(seq) FROM batches)
     ORDER BY finished_ms LIMIT %s"""
@@ -145,7 +144,8 @@ UPSERT_TOKEN = f"""INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, 
 
 # Advisory lock keys are (namespace, key) pairs; the namespaces include the schema, so stores in
 # different schemas of one database (the test suite's) never block each other.
-LOCK_NAMESPACES = "SELECT hashtext('profilestore clients ' || s), hashtext('profilestore batches ' || s) FROM current_schema() s"
+LOCK_NAMESPACES = """SELECT hashtext('profilestore clients ' || s), hashtext('profilestore batches ' || s)
+    FROM current_schema() s"""
 # Values written in, not parameters: a write transaction's opening statements are sent together
 # (the simple query protocol takes several when they carry none), so that a chunk of a batch is
 # a few round trips in all.
@@ -158,26 +158,56 @@ RELEASE_BATCH = "SELECT pg_advisory_unlock(%s, %s)"
 MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS profilestore_migrations (
     version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(hashtext('profilestore migrations ' || current_schema()))"
+MIGRATIONS_TABLE_EXISTS = "SELECT to_regclass('profilestore_migrations') IS NOT NULL"
 SELECT_APPLIED = "SELECT version FROM profilestore_migrations"
 INSERT_APPLIED = "INSERT INTO profilestore_migrations (version, name) VALUES (%s, %s)"
 
 
+class _Migrations(migrations.Database):
+    """The schema, for the migration runner: the profilestore_migrations table records each
+    migration applied, and each is applied in its own transaction under an advisory lock, so
+    that processes starting at once apply each exactly once."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection):
+        self._conn = conn
+
+    @contextmanager
+    def each_migration(self) -> Iterator[None]:
+        with self._conn.transaction():
+            self._conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
+            self._conn.execute(MIGRATIONS_TABLE)
+            yield
+
+    def applied(self) -> set[int]:
+        if not _row(self._conn.execute(MIGRATIONS_TABLE_EXISTS))[0]:
+            return set()
+        return {row[0] for row in self._conn.execute(SELECT_APPLIED)}
+
+    def run(self, script: str) -> None:
+        self._conn.execute(script)
+
+    def record(self, migration: migrations.Migration) -> None:
+        self._conn.execute(INSERT_APPLIED, (migration.version, migration.name))
+
+
 def migrate(url: str) -> list[str]:
     """Apply the migrations the database lacks, each in its own transaction; their names."""
-    applied = []
-    with _connect(url) as conn:
-        if conn.execute("SELECT current_schema()").fetchone()[0] is None:
+    with _connect(url) as conn, _opening_errors("migrate"):
+        if _row(conn.execute("SELECT current_schema()"))[0] is None:
             raise StoreError("no schema of the search_path exists in the database; create it first")
-        for version, name, script in migrations("postgresql"):
-            with conn.transaction():
-                conn.execute(LOCK_MIGRATIONS)  # waits for another process migrating
-                conn.execute(MIGRATIONS_TABLE)
-                if version in {row[0] for row in conn.execute(SELECT_APPLIED)}:
-                    continue
-                conn.execute(script)
-                conn.execute(INSERT_APPLIED, (version, name))
-                applied.append(f"{version:04d}_{name}")
-    return applied
+        return migrations.migrate(_Migrations(conn))
+
+
+@contextmanager
+def _opening_errors(doing: str) -> Iterator[None]:
+    """Any error of the driver while opening the store as StoreError, which says what failed
+    (say, a user that may not create tables), instead of a traceback."""
+    try:
+        yield
+    except psycopg.Error as e:
+        raise StoreError(f"cannot {doing} the PostgreSQL store: {_cause(e)}") from None
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -205,14 +235,24 @@ def _cause(e: psycopg.Error) -> str:
 
 
 @contextmanager
-def _passing_failures() -> Iterator[None]:
-    """psycopg's errors that pass (see _passes) as StoreUnavailable."""
+def _wrapped_errors() -> Iterator[None]:
+    """psycopg's errors as the store's (see store.base): those that pass (see _passes) as
+    StoreUnavailable, a broken constraint (IntegrityError, UniqueViolation...) as StoreConflict,
+    any other as StoreFailed."""
     try:
         yield
     except psycopg.Error as e:
-        if not _passes(e):
-            raise
-        raise StoreUnavailable(_cause(e)) from e
+        if _passes(e):
+            raise StoreUnavailable(_cause(e)) from e
+        kind = StoreConflict if isinstance(e, psycopg.IntegrityError) else StoreFailed
+        raise kind(_cause(e)) from e
+
+
+def _row(cursor: psycopg.Cursor) -> tuple:
+    """The one row of a statement that always returns one (an aggregate, RETURNING, a function)."""
+    row = cursor.fetchone()
+    assert row is not None, "the statement returned no row"
+    return row
 
 
 def _roll_back(conn: psycopg.Connection) -> None:
@@ -228,12 +268,6 @@ def _create_staging(conn: psycopg.Connection) -> None:
     conn.execute(CREATE_STAGING)
 
 
-def _pending(conn: psycopg.Connection) -> list[int]:
-    exists = conn.execute("SELECT to_regclass('profilestore_migrations') IS NOT NULL").fetchone()[0]
-    done = {row[0] for row in conn.execute(SELECT_APPLIED)} if exists else set()
-    return [version for version, _, _ in migrations("postgresql") if version not in done]
-
-
 def _copy_rows(profiles: list[Profile]) -> Iterator[tuple]:
     """The profiles as rows of PROFILE_COLUMNS and active_hour, as both COPYs take them."""
     return ((*profile_values(p), p.active_ms // HOUR_MS) for p in profiles)
@@ -244,6 +278,7 @@ def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Itera
     return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], query))
 
 
+@wrapping_errors(_wrapped_errors)
 class PostgresTx(WriteTx):
     def __init__(self, conn: psycopg.Connection, client_namespace: int):
         self._conn = conn
@@ -268,8 +303,8 @@ class PostgresTx(WriteTx):
     def lock_client(self, client: str) -> None:
         self._db.execute(LOCK_CLIENT.format(self._client_namespace, client))
 
-    def insert_batch(self, batch: Batch, payload: bytes) -> int:
-        seq = self._db.execute(INSERT_BATCH, batch_values(batch)).fetchone()[0]
+    def insert_batch(self, batch: Batch, payload: bytes | bytearray) -> int:
+        seq = _row(self._db.execute(INSERT_BATCH, batch_values(batch)))[0]
         self._db.execute(INSERT_PAYLOAD, (seq, payload))
         return seq
 
@@ -332,7 +367,8 @@ class PostgresTx(WriteTx):
         for client in sorted(by_client):  # one order for every purging worker: no deadlock
             self.lock_client(client)
             # Checked again under the lock: a write may have just made the profile active.
-            deleted = [row[0] for row in self._db.execute(DELETE_INACTIVE, (client, by_client[client], active_before_ms))]
+            doomed = (client, by_client[client], active_before_ms)
+            deleted = [row[0] for row in self._db.execute(DELETE_INACTIVE, doomed)]
             self._db.execute(DELETE_MERGED_INTO, (client, deleted))
             purged += len(deleted)
         return purged
@@ -341,10 +377,10 @@ class PostgresTx(WriteTx):
         return self._db.execute(DELETE_FAILED_ROWS_OF, (client, list(ids))).rowcount
 
     def last_batch_seq(self) -> int:
-        return self._db.execute(SELECT_LAST_BATCH_SEQ).fetchone()[0]
+        return _row(self._db.execute(SELECT_LAST_BATCH_SEQ))[0]
 
     def rows_accepted_since(self, client: str, since_ms: int) -> int:
-        return self._db.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
+        return _row(self._db.execute(SELECT_ROWS_SINCE, (client, since_ms)))[0]
 
     def save_client(self, config: ClientConfig) -> None:
         values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
@@ -362,11 +398,11 @@ class PostgresStore(Store):
         """timeout: how long an operation waits for a connection before StoreUnavailable."""
         if run_migrations:
             migrate(url)
-        with _connect(url) as conn:
-            pending = _pending(conn)
+        with _connect(url) as conn, _opening_errors("open"):
+            pending = [migration.version for migration in migrations.pending(_Migrations(conn))]
             if pending:
                 raise StoreError(f"the database lacks migrations {pending}: run `profilestore migrate`")
-            self._client_namespace, self._batch_namespace = conn.execute(LOCK_NAMESPACES).fetchone()
+            self._client_namespace, self._batch_namespace = _row(conn.execute(LOCK_NAMESPACES))
         self._pool = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, open=True, name="profilestore", timeout=timeout,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
@@ -376,17 +412,22 @@ class PostgresStore(Store):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        with _passing_failures(), self._pool.connection() as conn:
+        with _wrapped_errors(), self._pool.connection() as conn:
             yield conn
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+    def write(
+        self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> T:  # fmt: skip
         with self._connection() as conn:
             conn.execute(self._opening(client, durable))
             tx = PostgresTx(conn, self._client_namespace)
             try:
                 result = fn(tx)
+                if meanwhile is not None:
+                    meanwhile()  # while the server may still write fn's last profiles
                 tx.end()
             except BaseException as error:
                 tx.end(error)
@@ -395,9 +436,9 @@ class PostgresStore(Store):
             conn.commit()
             return result
 
-    def _opening(self, client: str | None, durable: bool) -> sql.Composable:
+    def _opening(self, client: str | None, durable: bool) -> sql.Composed:
         """BEGIN, the commit mode and the client's lock, as one statement text."""
-        statements = [sql.SQL(BEGIN if durable else BEGIN_REDOABLE)]
+        statements: list[sql.Composable] = [sql.SQL(BEGIN if durable else BEGIN_REDOABLE)]
         if client is not None:
             statements.append(LOCK_CLIENT.format(self._client_namespace, client))
         return sql.SQL("; ").join(statements)
@@ -416,10 +457,10 @@ class PostgresStore(Store):
 
     def _hold_startable(self, conn: psycopg.Connection) -> Batch | None:
         for (seq,) in conn.execute(SELECT_STARTABLE).fetchall():
-            if not conn.execute(TRY_HOLD_BATCH, (self._batch_namespace, seq)).fetchone()[0]:
+            if not _row(conn.execute(TRY_HOLD_BATCH, (self._batch_namespace, seq)))[0]:
                 continue  # another worker has it
             batch = conn.cursor(row_factory=class_row(Batch)).execute(SELECT_BATCH, (seq,)).fetchone()
-            if batch.state not in (COMPLETE, STUCK):
+            if batch is not None and not batch.state.finished:
                 return batch
             conn.execute(RELEASE_BATCH, (self._batch_namespace, seq))  # finished meanwhile
         return None

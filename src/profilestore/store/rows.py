@@ -4,12 +4,12 @@ data and read it back the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
-from typing import Iterable
 
 import orjson
 
-from .base import Batch, Profile
+from ..model import Batch, Profile
 
 BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]  # seq is the store's to number
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
@@ -34,6 +34,7 @@ def profiles_by_asked(rows: Iterable) -> dict[str, Profile]:
     for asked, client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms in rows:
         if tnt_id not in by_tnt_id:
             stored = orjson.loads(attributes)
-            by_tnt_id[tnt_id] = Profile(client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, stored, active_ms)
+            profile = Profile(client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, stored, active_ms)
+            by_tnt_id[tnt_id] = profile
         found[asked] = by_tnt_id[tnt_id]
     return found

@@ -14,17 +14,15 @@ import json
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
-from .base import (
-    COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState, Store, StoreError, StoreUnavailable, T, Token,
-    WriteTx,
-)  # fmt: skip
-from .migrations import migrations, statements
+from ..model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
+from . import migrations
+from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 # Readers map the file (up to this much) instead of copying each page through read() calls.
@@ -52,9 +50,10 @@ UPDATE_BATCH = f"UPDATE batches SET ({BATCH_COLUMNS}) = ({_BATCH_VALUES}) WHERE 
 SELECT_BATCHES = "SELECT * FROM batches WHERE (?1 IS NULL OR client = ?1) AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
 SELECT_ROWS_SINCE = "SELECT coalesce(sum(size), 0) FROM batches WHERE client = ? AND accepted_ms >= ?"
 SELECT_BATCH = "SELECT * FROM batches WHERE seq = ?"
-SELECT_NEXT_BATCH = f"SELECT * FROM batches WHERE state NOT IN ('{COMPLETE}', '{STUCK}') ORDER BY seq LIMIT 1"
+SELECT_NEXT_BATCH = f"""SELECT * FROM batches WHERE state NOT IN ('{BatchState.COMPLETE}', '{BatchState.STUCK}')
+    ORDER BY seq LIMIT 1"""
 SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_ms) FROM batches
-    WHERE state NOT IN ('{COMPLETE}', '{STUCK}')"""
+    WHERE state NOT IN ('{BatchState.COMPLETE}', '{BatchState.STUCK}')"""
 # Never the newest batch: its seq orders single writes (profiles.single_write_order).
 SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < ? AND seq < (SELECT max(seq) FROM batches)
     ORDER BY finished_ms LIMIT ?"""
@@ -100,7 +99,8 @@ SELECT_INACTIVE = "SELECT client, tnt_id FROM profiles WHERE active_ms < ? LIMIT
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = ?1)
     AND id IN (SELECT value FROM json_each(?2))"""
 SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM clients WHERE client = ?"
-UPSERT_CLIENT = "INSERT OR REPLACE INTO clients (client, auth_required, daily_rows, calls_per_minute) VALUES (?, ?, ?, ?)"
+UPSERT_CLIENT = """INSERT OR REPLACE INTO clients (client, auth_required, daily_rows, calls_per_minute)
+    VALUES (?, ?, ?, ?)"""
 TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
 SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"
 SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = ? ORDER BY rowid"
@@ -121,56 +121,73 @@ def _client_config(row) -> ClientConfig | None:
 
 
 @contextmanager
-def _passing_failures() -> Iterator[None]:
-    """SQLite's errors that pass (a full disk, a lock held too long) as StoreUnavailable."""
+def _wrapped_errors() -> Iterator[None]:
+    """SQLite's errors as the store's (see store.base): those that pass (a full disk, a lock
+    held too long) as StoreUnavailable, a broken constraint as StoreConflict, any other as
+    StoreFailed."""
     try:
         yield
     except sqlite3.Error as e:
         code = getattr(e, "sqlite_errorcode", 0)
         cause = PASSING_FAILURES.get(code) or PASSING_FAILURES.get(code & 0xFF)
-        if cause is None:
-            raise
-        raise StoreUnavailable(f"{cause} ({e.sqlite_errorname})") from e
+        if cause is not None:
+            raise StoreUnavailable(f"{cause} ({e.sqlite_errorname})") from e
+        kind = StoreConflict if isinstance(e, sqlite3.IntegrityError) else StoreFailed
+        name = getattr(e, "sqlite_errorname", None)  # none on the errors of Python's module itself
+        raise kind(f"{e} ({name})" if name else str(e)) from e
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def translated(*args, **kwargs) -> T:
-        with _passing_failures():
+        with _wrapped_errors():
             return method(*args, **kwargs)
 
     return translated
 
 
+class _Migrations(migrations.Database):
+    """The file, for the migration runner: PRAGMA user_version is the last migration applied,
+    and one run applies all it lacks in one transaction, whose BEGIN IMMEDIATE keeps other
+    processes out until it commits."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    @contextmanager
+    def whole_run(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        yield  # after an error, closing the connection rolls back
+        self._conn.execute("COMMIT")
+
+    def applied(self) -> range:
+        return range(self._conn.execute("PRAGMA user_version").fetchone()[0] + 1)
+
+    def run(self, script: str) -> None:
+        for statement in migrations.statements(script):
+            self._conn.execute(statement)
+
+    def record(self, migration: migrations.Migration) -> None:
+        self._conn.execute(f"PRAGMA user_version = {migration.version}")
+
+
 def migrate(path: Path) -> list[str]:
-    """Apply the migrations the file lacks, all in one transaction; their names. PRAGMA
-    user_version is the last migration applied."""
+    """Apply the migrations the file lacks, all in one transaction; their names."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        applied = []
-        for version, name, script in _pending(conn):
-            for statement in statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-            applied.append(f"{version:04d}_{name}")
-        conn.execute("COMMIT")
-        return applied
+        return migrations.migrate(_Migrations(conn))
     finally:
         conn.close()
-
-
-def _pending(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    return [migration for migration in migrations("sqlite") if migration[0] > current]
 
 
 def _pending_versions(path: Path) -> list[int]:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
     try:
-        return [version for version, _, _ in _pending(conn)]
+        return [migration.version for migration in migrations.pending(_Migrations(conn))]
     finally:
         conn.close()
 
@@ -185,12 +202,14 @@ def _rolled_back(conn: sqlite3.Connection) -> bool:
         return False
 
 
+@wrapping_errors(_wrapped_errors)
 class SQLiteTx(WriteTx):
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
-    def insert_batch(self, batch: Batch, payload: bytes) -> int:
+    def insert_batch(self, batch: Batch, payload: bytes | bytearray) -> int:
         seq = self._conn.execute(INSERT_BATCH, batch_values(batch)).lastrowid
+        assert seq is not None  # set by every INSERT
         self._conn.execute(INSERT_PAYLOAD, (seq, len(payload)))
         # Piece by piece: bound as one parameter, 50 MB were copied in one go holding the GIL,
         # and every request of the process waited for it.
@@ -280,7 +299,7 @@ class SQLiteStore(Store):
                 migrate(path)
             pending = _pending_versions(path)
             self.write(None, lambda tx: None)  # the writer can open the file
-        except (OSError, sqlite3.Error, StoreUnavailable) as e:
+        except (OSError, sqlite3.Error, StoreUnavailable, StoreFailed) as e:
             self.close()
             raise StoreError(f"cannot open {path}: {e}") from None
         if pending:
@@ -289,14 +308,20 @@ class SQLiteStore(Store):
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True) -> T:
+    def write(
+        self, client: str | None, fn: Callable[[WriteTx], T], durable: bool = True,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> T:  # fmt: skip
         # One writer thread: every write, of any client, runs one at a time.
         if self._closed:
             raise RuntimeError("store is closed")
         future: Future = Future()
         self._writes.put((fn, durable, future))
-        with _passing_failures():
-            return future.result()
+        with _wrapped_errors():
+            result = future.result()
+        if meanwhile is not None:
+            meanwhile()
+        return result
 
     def _write_loop(self) -> None:
         """Run each queued write in its own transaction. Nothing ends this loop but close():
@@ -382,7 +407,7 @@ class SQLiteStore(Store):
     @_translated
     def batches(self, client: str | None, limit: int, before_seq: int | None = None) -> list[Batch]:
         rows = self._reader().execute(SELECT_BATCHES, (client, before_seq or 2**62, limit))
-        return [_batch(row) for row in rows]
+        return [Batch(**dict(row)) for row in rows]
 
     @_translated
     def batch(self, seq: int) -> Batch | None:
@@ -396,7 +421,7 @@ class SQLiteStore(Store):
     def claim_next_batch(self) -> Iterator[Batch | None]:
         # The earliest unfinished batch of all: no earlier batch of its client can be unfinished.
         # Nothing marks it held, so workers in other processes may take it too.
-        with _passing_failures():
+        with _wrapped_errors():
             batch = _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
         yield batch
 

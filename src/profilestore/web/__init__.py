@@ -6,23 +6,18 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import Callable, Protocol
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 
 from ..auth import AuthService
 from ..batches import BatchService
 from ..config import Settings
-from ..errors import RETRY_AFTER_SECONDS, Rejected
-from ..ids import now_ms
+from ..times import now_ms
 from ..limits import CallLimiter
 from ..privacy import PrivacyService
 from ..store import open_store
-from ..store.base import StoreUnavailable
 from ..updates import UpdateService
 from ..worker import Failing, Worker, WorkerThread
-from . import api, bulk, delivery, health, profiles, single, xml
-
+from . import api, bulk, delivery, errors, health, profiles, single
 
 
 class WorkerHandle(Protocol):
@@ -51,8 +46,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = open_store(settings.store_url, settings.migrate, settings.store_timeout_seconds)
-        service = BatchService(store, settings, clock)
-        app.state.settings, app.state.store, app.state.batches, app.state.clock = settings, store, service, clock
+        app.state.settings, app.state.store, app.state.clock = settings, store, clock
+        app.state.batches = BatchService(store, settings, clock)
         app.state.updates = UpdateService(store, settings, clock)
         app.state.auth = AuthService(store, settings, clock)
         app.state.privacy = PrivacyService(store, settings, clock)
@@ -60,7 +55,7 @@ def create_app(
         app.state.upload_slots = asyncio.Semaphore(settings.max_concurrent_uploads)
         app.state.worker = worker
         if settings.run_worker:
-            loop = Worker(service, settings.worker_poll_seconds, sleep)
+            loop = Worker(store, settings, clock, sleep)
             app.state.worker = WorkerThread(loop, settings.worker_stall_seconds)
             app.state.worker.start()
         try:
@@ -78,31 +73,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api.router)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
-        return refusal(request, Rejected(400, f"Invalid request: {problems}"))
-
-    @app.exception_handler(Rejected)
-    async def rejected(request: Request, error: Rejected):
-        return refusal(request, error)
-
-    @app.exception_handler(StoreUnavailable)
-    async def unavailable(request: Request, error: StoreUnavailable):
-        message = f"The store cannot be used right now: {error.cause}. Try again in a few seconds"
-        return refusal(request, Rejected(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
-        # Starlette raises the error again after this answer, and uvicorn logs it with its trace.
-        return refusal(request, Rejected(500, "The service failed on this request; the error is in its log"))
-
+    errors.install(app)
     return app
-
-
-def refusal(request: Request, error: Rejected) -> Response:
-    """A refused request in its path's format: Target's XML on Target's bulk and update paths,
-    JSON elsewhere."""
-    if request.url.path.startswith("/m2/"):
-        return xml.refused(error.status, error.message, error.headers)
-    return JSONResponse({"status": error.status, "message": error.message}, error.status, error.headers)

@@ -3,25 +3,24 @@ here needs the admin key (or, with none configured, a loopback caller); health i
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..auth import AuthService
-from ..batches import BatchService, id_of, target_status
+from ..batches import BatchService
 from ..clients import client_limit
 from ..config import Settings
-from ..errors import Rejected
-from ..ids import iso_ms
+from ..errors import NotFound
+from ..model import ID_KINDS
 from ..privacy import PrivacyService
-from ..profiles import live_profile, profile_json
-from ..store.base import COMPLETE, ID_KINDS, STUCK, Batch, Store, Token
+from ..profiles import live_profile
+from ..store.base import Store
 from ..worker import Failing
 from .bulk import status_url
 from .deps import admin, auth, batches, client_code, now, privacy, settings, store
+from .wire import batch_json, profile_json, token_json
 
 router = APIRouter(prefix="/api", dependencies=[Depends(admin), Depends(client_code)])
 MAX_OFFSET = 2**31 - 1
@@ -62,7 +61,7 @@ def batch_failures(
     batch = service.find(batch_id)
     rows = service.store.failed_rows(batch.seq, limit, offset)
     return {
-        "batchId": id_of(batch),
+        "batchId": batch.id,
         "failedUpdates": batch.failed,
         "failedRows": [{"line": r.line, "id": r.id, "reason": r.reason} for r in rows],
     }
@@ -77,7 +76,7 @@ def batch_failures_csv(
     defuses cells a spreadsheet would run as formulas (and cannot be resubmitted as it is)."""
     batch = service.find(batch_id)
     spreadsheet = variant == "spreadsheet"
-    name = f"{id_of(batch)}-failed{'-for-spreadsheets' if spreadsheet else ''}.csv"
+    name = f"{batch.id}-failed{'-for-spreadsheets' if spreadsheet else ''}.csv"
     return StreamingResponse(
         service.failed_rows_csv(batch, for_spreadsheets=spreadsheet),
         media_type="text/csv; charset=utf-8",
@@ -92,41 +91,8 @@ def batch_unprocessed_csv(batch_id: str, service: BatchService = Depends(batches
     return Response(
         service.unprocessed_rows_csv(batch),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{id_of(batch)}-unprocessed.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{batch.id}-unprocessed.csv"'},
     )
-
-
-def batch_json(batch: Batch, url: str, failing: Failing | None = None) -> dict:
-    """The batch's record. What this service's worker keeps failing at, it knows better than
-    the store, which may not have taken even that write (a full disk)."""
-    finished = batch.finished_ms
-    if failing and failing.batch_id == id_of(batch) and batch.state not in (COMPLETE, STUCK):
-        batch = replace(batch, last_error=failing.last_error, failing_since_ms=failing.failing_since_ms,
-                        next_attempt_ms=failing.next_attempt_ms)  # fmt: skip
-    return {
-        "batchId": id_of(batch),
-        "client": batch.client,
-        "version": batch.version,
-        "status": target_status(batch),
-        "state": batch.state,
-        "batchSize": batch.size,
-        "consumedCount": batch.consumed,
-        "successfulUpdates": batch.successful,
-        "profilesNotFound": batch.not_found,
-        "failedUpdates": batch.failed,
-        "payloadBytes": batch.payload_bytes,
-        "acceptedAt": iso_ms(batch.accepted_ms),
-        "startedAt": iso_ms(batch.started_ms),
-        "finishedAt": iso_ms(finished),
-        "durationMs": finished - batch.accepted_ms if finished else None,
-        "stuckReason": batch.stuck_reason,
-        "heldBack": batch.held_reason,
-        "lastError": batch.last_error,
-        "failingSince": iso_ms(batch.failing_since_ms),
-        "nextAttemptAt": iso_ms(batch.next_attempt_ms),
-        "failedAttempts": batch.attempts,
-        "batchStatus": url,
-    }
 
 
 # -- profiles ---------------------------------------------------------------------------------
@@ -134,7 +100,7 @@ def batch_json(batch: Batch, url: str, failing: Failing | None = None) -> dict:
 
 def _id_kind(id_kind: str) -> str:
     if id_kind not in ID_KINDS:
-        raise Rejected(404, f"Unknown id kind {id_kind!r}: use one of {', '.join(ID_KINDS)}")
+        raise NotFound(f"Unknown id kind {id_kind!r}: use one of {', '.join(ID_KINDS)}")
     return id_kind
 
 
@@ -214,16 +180,6 @@ def revoke_token(client: str, token_id: str, service: AuthService = Depends(auth
     return token_json(service.revoke(client, token_id), service.clock())
 
 
-def token_json(token: Token, now: int) -> dict:
-    state = "revoked" if token.revoked_ms else "expired" if token.expires_ms <= now else "live"
-    return {
-        "id": token.id,
-        "client": token.client,
-        "state": state,
-        "createdAt": iso_ms(token.created_ms),
-        "expiresAt": iso_ms(token.expires_ms),
-        "revokedAt": iso_ms(token.revoked_ms),
-    }
 
 
 # -- privacy requests -------------------------------------------------------------------------
@@ -232,10 +188,16 @@ def token_json(token: Token, now: int) -> dict:
 @router.get("/clients/{client}/privacy/{namespace}/{visitor_id}")
 def privacy_access(client: str, namespace: str, visitor_id: str, service: PrivacyService = Depends(privacy)) -> dict:
     """Access request: the whole profile and all its ids (namespace TNTID, THIRDPARTYID or ECID)."""
-    return service.access(client, namespace, visitor_id)
+    profile, merged = service.access(client, namespace, visitor_id)
+    return {**profile_json(profile), "mergedTntIds": merged}
 
 
 @router.delete("/clients/{client}/privacy/{namespace}/{visitor_id}")
 def privacy_delete(client: str, namespace: str, visitor_id: str, service: PrivacyService = Depends(privacy)) -> dict:
     """Delete request: the profile, its links, and its lines in failed-row reports."""
-    return service.delete(client, namespace, visitor_id)
+    deletion = service.delete(client, namespace, visitor_id)
+    return {
+        "deleted": {"client": deletion.client, "ids": deletion.ids},
+        "profileFound": deletion.profile_found,
+        "failedRowsRemoved": deletion.failed_rows_removed,
+    }

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..batches import BatchService, id_of
-from ..store.base import Batch
+from ..batches import BatchService
+from ..model import Batch
 from . import xml
 from .body import read_batch, upload_turn
 from .deps import batches, call_rate, profile_api_token, wake_worker
@@ -38,7 +38,7 @@ async def _submit(request: Request, service: BatchService, client: str, version:
 def status_url(request: Request, batch: Batch) -> str:
     base = request.app.state.settings.public_url or str(request.base_url)
     version = "/v2" if batch.version == 2 else ""
-    return f"{base.rstrip('/')}/m2/{batch.client}{version}/profile/batchStatus?batchId={id_of(batch)}"
+    return f"{base.rstrip('/')}/m2/{batch.client}{version}/profile/batchStatus?batchId={batch.id}"
 
 
 @router.get("/m2/{client}/profile/batchStatus")

@@ -15,11 +15,10 @@ from fastapi.concurrency import run_in_threadpool
 import orjson
 from fastapi.responses import JSONResponse
 
-from ..batchfile import NUL, NUL_PROBLEM
 from ..clients import resolve_client
-from ..errors import Rejected
+from ..errors import BadRequest, TooLarge
 from ..profiles import VisitorIds
-from ..store.base import Profile
+from ..model import NUL_PROBLEM, Profile, storable
 from ..updates import UpdateService
 from .body import read_capped
 from .deps import updates
@@ -38,11 +37,11 @@ async def delivery(
 ) -> JSONResponse:
     settings = service.settings
     limit = settings.max_delivery_bytes
-    raw = await read_capped(request, limit, Rejected(413, f"The request is {limit:,} bytes or more; the limit is {limit:,}"))
+    raw = await read_capped(request, limit, TooLarge(f"The request is {limit:,} bytes or more; the limit is {limit:,}"))
     body = _json_object(raw)
     client = resolve_client(settings, service.store, client, imsOrgId, request.headers.get("host", ""))
     if not SESSION_ID.fullmatch(sessionId) or SESSION_ID_FORBIDDEN & set(sessionId):
-        raise Rejected(400, "sessionId must be 1 to 128 printable characters without space, '?', '{', '}' or '/'")
+        raise BadRequest("sessionId must be 1 to 128 printable characters without space, '?', '{', '}' or '/'")
     ids = _visitor_ids(body.get("id"))
     values = _profile_parameters(body, settings.max_delivery_params, settings.max_delivery_value)
     profile = await run_in_threadpool(service.update_visitor, client, ids, values)
@@ -50,27 +49,27 @@ async def delivery(
     return JSONResponse(_response(body, client, profile, edge_host))
 
 
-def _json_object(raw: bytes) -> dict:
+def _json_object(raw: bytes | bytearray) -> dict:
     try:  # orjson refuses NaN and Infinity (not JSON), lone surrogates, and nesting over 1,024 deep
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise Rejected(400, f"The body is not valid JSON: {e}") from None
+        raise BadRequest(f"The body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
-        raise Rejected(400, "The body must be a JSON object")
+        raise BadRequest("The body must be a JSON object")
     return body
 
 
 def _visitor_ids(section) -> VisitorIds:
     section = section or {}
     if not isinstance(section, dict):
-        raise Rejected(400, "id must be an object")
+        raise BadRequest("id must be an object")
     values = {}
     for name in ("tntId", "thirdPartyId", "marketingCloudVisitorId"):
         value = section.get(name)
         if value is not None and not isinstance(value, str):
-            raise Rejected(400, f"id.{name} must be a string")
-        if value and NUL in value:
-            raise Rejected(400, f"id.{name}: {NUL_PROBLEM}")
+            raise BadRequest(f"id.{name} must be a string")
+        if value and not storable(value):
+            raise BadRequest(f"id.{name}: {NUL_PROBLEM}")
         values[name] = value or None
     return VisitorIds(values["tntId"], values["thirdPartyId"], values["marketingCloudVisitorId"])
 
@@ -80,7 +79,7 @@ def _items(body: dict):
     for top, keys in SECTIONS.items():
         section = body.get(top) or {}
         if not isinstance(section, dict):
-            raise Rejected(400, f"{top} must be an object")
+            raise BadRequest(f"{top} must be an object")
         for key in keys:
             value = section.get(key)
             if key == "pageLoad":
@@ -88,9 +87,9 @@ def _items(body: dict):
                     yield f"{top}.pageLoad", value
                 continue
             if not isinstance(value or [], list):
-                raise Rejected(400, f"{top}.{key} must be an array")
+                raise BadRequest(f"{top}.{key} must be an array")
             if len(value or []) > MAX_ITEMS:
-                raise Rejected(400, f"{top}.{key}: size must be between 0 and {MAX_ITEMS}")
+                raise BadRequest(f"{top}.{key}: size must be between 0 and {MAX_ITEMS}")
             for i, item in enumerate(value or []):
                 yield f"{top}.{key}[{i}]", item
 
@@ -103,25 +102,25 @@ def _profile_parameters(body: dict, max_count: int, max_value: int) -> dict[str,
         if params is None:
             continue
         if not isinstance(params, dict):
-            raise Rejected(400, f"{path}.profileParameters must be an object")
+            raise BadRequest(f"{path}.profileParameters must be an object")
         for name, value in params.items():
             where = f"{path}.profileParameters.{name[:60]}"
             if value is None:
-                raise Rejected(400, f"{where}: the value cannot be null")
+                raise BadRequest(f"{where}: the value cannot be null")
             if isinstance(value, bool):
                 value = "true" if value else "false"
             elif isinstance(value, (int, float)):
                 value = str(value)
             elif not isinstance(value, str):
-                raise Rejected(400, f"{where}: the value must be a string")
+                raise BadRequest(f"{where}: the value must be a string")
             if len(value) > max_value:
-                raise Rejected(400, f"{where}: the value is {len(value)} characters, the limit is {max_value}")
-            if NUL in name or NUL in value:
-                raise Rejected(400, f"{where}: {NUL_PROBLEM}")
+                raise BadRequest(f"{where}: the value is {len(value)} characters, the limit is {max_value}")
+            if not (storable(name) and storable(value)):
+                raise BadRequest(f"{where}: {NUL_PROBLEM}")
             values[name] = value
             count += 1
     if count > max_count:
-        raise Rejected(400, f"profileParameters: {count} in this request, the limit is {max_count}")
+        raise BadRequest(f"profileParameters: {count} in this request, the limit is {max_count}")
     return values
 
 

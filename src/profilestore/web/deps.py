@@ -14,11 +14,11 @@ from typing import Callable, TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from ..auth import CHALLENGE, AuthService, bearer
+from ..auth import AuthService, bearer
 from ..batches import BatchService
 from ..clients import check_client, client_limit
 from ..config import Settings
-from ..errors import Rejected
+from ..errors import Forbidden, Unauthenticated
 from ..privacy import PrivacyService
 from ..store.base import Store
 from ..updates import UpdateService
@@ -105,11 +105,11 @@ async def admin(request: Request) -> None:
             not settings.trusted_proxies and "x-forwarded-for" in request.headers
         )
         if proxied or not is_loopback(request.client.host if request.client else ""):
-            raise Rejected(403, "The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
+            raise Forbidden("The admin API answers only on loopback unless PROFILESTORE_ADMIN_KEY is configured")
         return
     supplied = bearer(request.headers.get("authorization"))
     if supplied is None or not hmac.compare_digest(supplied.encode(), settings.admin_key.encode()):
-        raise Rejected(401, "The admin API needs Authorization: Bearer ADMIN_KEY", CHALLENGE)
+        raise Unauthenticated("The admin API needs Authorization: Bearer ADMIN_KEY")
 
 
 def is_loopback(host: str) -> bool:

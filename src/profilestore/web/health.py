@@ -10,8 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from ..ids import iso_ms
-from ..store.base import QueueState, StoreUnavailable
+from ..model import QueueState
+from ..store.base import StoreUnavailable
+from ..times import iso_ms
 
 router = APIRouter(prefix="/api/health")
 STORE_ANSWER_SECONDS = 2.0  # a store slower than this to count its queue is reported as down

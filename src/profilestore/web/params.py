@@ -4,14 +4,14 @@ Target does, and a malformed parameter refused by name instead of silently mangl
 from __future__ import annotations
 
 from ..batchfile import decode_cell
-from ..errors import Rejected
+from ..errors import BadRequest
 
 
 def parse_params(raw: bytes) -> list[tuple[str, str]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise Rejected(400, "The parameters are not valid UTF-8") from None
+        raise BadRequest("The parameters are not valid UTF-8") from None
     params = []
     for pair in text.split("&"):
         if not pair:
@@ -20,5 +20,5 @@ def parse_params(raw: bytes) -> list[tuple[str, str]]:
         try:
             params.append((decode_cell(name), decode_cell(value)))
         except ValueError as e:
-            raise Rejected(400, f"Parameter {name[:60]!r}: {e}") from None
+            raise BadRequest(f"Parameter {name[:60]!r}: {e}") from None
     return params

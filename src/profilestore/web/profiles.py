@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..profiles import live_profile, target_json
+from ..profiles import live_profile
 from .deps import read
+from .wire import target_json
 
 PATHS = {
     "/rest/v1/profiles/thirdPartyId/{visitor_id}": "thirdPartyId",

@@ -36,7 +36,7 @@ class RequestDeadlines(HttpToolsProtocol):
         self._deadline: float | None = None
         self._in_body = False  # the current request's headers are in, its body is not
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._deadline = self.loop.time() + self.header_timeout
         _sweep_soon(self.loop, self.connections)
@@ -115,6 +115,6 @@ def run(app, host: str, port: int, settings: Settings) -> None:
     uvicorn.run(
         app, host=host, port=port, http=protocol(settings),
         proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
-        # No access log: it would cost every request a logging call, and it is off anyway (see README).
+        # No access log: it would cost every request a logging call, and it is off anyway (see docs/operations.md).
         log_level="warning", access_log=False,
     )  # fmt: skip

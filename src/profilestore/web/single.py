@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..errors import Rejected
+from ..errors import BadRequest, TooLarge, UnsupportedMediaType
 from ..updates import UpdateService
 from . import xml
 from .body import read_capped
@@ -24,13 +24,13 @@ async def update(client: str, request: Request, service: UpdateService = Depends
     params = parse_params(await _request_params(request, service))
     ids = [(ID_PARAMS[name], value) for name, value in params if name in ID_PARAMS]
     if len({kind for kind, _ in ids}) != 1:
-        raise Rejected(400, "Give the visitor as exactly one of mboxPC or mbox3rdPartyId")
+        raise BadRequest("Give the visitor as exactly one of mboxPC or mbox3rdPartyId")
     id_kind, visitor_id = ids[-1]
     if not visitor_id:
-        raise Rejected(400, f"Parameter {'mboxPC' if id_kind == 'tntId' else 'mbox3rdPartyId'} is empty")
+        raise BadRequest(f"Parameter {'mboxPC' if id_kind == 'tntId' else 'mbox3rdPartyId'} is empty")
     values = {name[len(PROFILE_PREFIX):]: value for name, value in params if name.startswith(PROFILE_PREFIX)}
     if not values:
-        raise Rejected(400, "No profile.NAME=VALUE parameters: nothing to update")
+        raise BadRequest("No profile.NAME=VALUE parameters: nothing to update")
     await run_in_threadpool(service.update_profile, client, id_kind, visitor_id, values)
     return xml.xml("<response><success>true</success><message>Request successfully submitted</message></response>")
 
@@ -40,7 +40,7 @@ async def _request_params(request: Request, service: UpdateService) -> bytes:
     query = request.scope["query_string"]
     is_post = request.method == "POST"
     limit = service.settings.max_update_post_bytes if is_post else service.settings.max_update_get_bytes
-    too_large = Rejected(413, f"The request is over {limit:,} bytes, the limit for {request.method} requests")
+    too_large = TooLarge(f"The request is over {limit:,} bytes, the limit for {request.method} requests")
     if len(query) > limit:
         raise too_large
     if not is_post:
@@ -48,5 +48,5 @@ async def _request_params(request: Request, service: UpdateService) -> bytes:
     body = await read_capped(request, limit - len(query) + 1, too_large)
     content_type = request.headers.get("content-type", FORM).split(";")[0].strip().lower()
     if body and content_type != FORM:
-        raise Rejected(415, f"Send the parameters in the query string or as {FORM}, not {content_type}")
+        raise UnsupportedMediaType(f"Send the parameters in the query string or as {FORM}, not {content_type}")
     return query + b"&" + body if body else query

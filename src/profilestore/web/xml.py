@@ -7,8 +7,7 @@ from xml.sax.saxutils import escape as _escape
 
 from fastapi.responses import Response
 
-from ..batches import id_of, target_status
-from ..store.base import Batch, FailedRow
+from ..model import Batch, FailedRow
 
 
 # Characters XML 1.0 cannot carry at all, even escaped; a percent-decoded id may hold them.
@@ -27,7 +26,7 @@ def submitted(batch: Batch, status_url: str) -> Response:
     return xml(
         "<response><success>true</success>"
         f"<batchStatus>{escape(status_url)}</batchStatus>"
-        f"<batchId>{escape(id_of(batch))}</batchId>"
+        f"<batchId>{escape(batch.id)}</batchId>"
         "<message>Batch submitted for processing</message></response>"
     )
 
@@ -38,8 +37,8 @@ def refused(status: int, message: str, headers: dict | None = None) -> Response:
 
 def batch_status(batch: Batch, details: bool, failed: list[FailedRow]) -> Response:
     parts = [
-        f"<response><batchId>{escape(id_of(batch))}</batchId>",
-        f"<status>{target_status(batch)}</status><batchSize>{batch.size}</batchSize>",
+        f"<response><batchId>{escape(batch.id)}</batchId>",
+        f"<status>{batch.state.target_status}</status><batchSize>{batch.size}</batchSize>",
     ]
     if details:
         parts.append(

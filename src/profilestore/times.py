@@ -1,0 +1,26 @@
+"""Time in milliseconds since the epoch, as every record keeps it, and as Target writes it."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def utc_day_start(epoch_ms: int) -> int:
+    return epoch_ms - epoch_ms % DAY_MS
+
+
+def iso_ms(epoch_ms: int | None) -> str | None:
+    """ISO-8601 with milliseconds and an offset, as Target writes modifiedAt."""
+    if epoch_ms is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds")
