@@ -1,12 +1,22 @@
-"""The store interface's promises that the rules above it rely on, on both stores: a bulk write
-may still be running when it returns (WriteTx), yet a transaction stays all or nothing."""
+"""The store contract (store/base.py), as huey's StorageTests: one suite that runs unchanged on
+every store, here an SQLite file in the test's folder and a PostgreSQL store on a schema of its
+own (skipped, with the reason, when no server answers; under CI=true it must: see conftest's
+postgresql_server). Each test names a promise of Store or WriteTx that the rules above rely on;
+a bulk write may still be running when it returns (WriteTx), yet a transaction stays all or
+nothing. Backend-specific behaviour is tested in test_sqlite.py and test_postgresql.py."""
+
+import threading
+from dataclasses import replace
 
 import pytest
 
+from profilestore.model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
 from profilestore.store import open_store
-from profilestore.store.base import COMPLETE, STUCK, Batch, ClientConfig, FailedRow, Profile, QueueState
+from profilestore.store.base import StoreConflict, StoreFailed
+from support import query
 
 CLIENT = "demo"
+PAYLOAD = b"batch=pcId,a\np1,\x00\xff\n"  # bytes, not text
 
 
 def profile(tnt_id: str, third_party_id: str) -> Profile:
@@ -39,9 +49,9 @@ def test_a_bulk_write_refused_by_the_database_undoes_its_whole_transaction(store
         # A new profile with x1's thirdPartyId: the database refuses it, maybe only at commit.
         getattr(tx, write)([profile("t2", "x2"), profile("t3", "x1")])
 
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(StoreConflict) as refused:
         store.write(CLIENT, clash)
-    assert type(refused.value).__name__ in ("IntegrityError", "UniqueViolation"), refused.value
+    assert type(refused.value.__cause__).__name__ in ("IntegrityError", "UniqueViolation"), refused.value
     assert store.client_config(CLIENT) is None
     assert store.profile(CLIENT, "thirdPartyId", "x2") is None
     assert store.profile(CLIENT, "thirdPartyId", "x1").tnt_id == "t1"
@@ -57,7 +67,11 @@ def batch(**fields) -> Batch:
 
 def test_queue_state_counts_what_waits_and_what_retries(store):
     assert store.queue_state() == QueueState(0, None, 0)
-    for fields in ({"accepted_ms": 5}, {"accepted_ms": 3, "failing_since_ms": 4}, {"state": COMPLETE, "accepted_ms": 1}):
+    for fields in (
+        {"accepted_ms": 5},
+        {"accepted_ms": 3, "failing_since_ms": 4},
+        {"state": BatchState.COMPLETE, "accepted_ms": 1},
+    ):
         store.write(CLIENT, lambda tx, f=fields: tx.insert_batch(batch(**f), b"batch=pcId\np1\n"))
     assert store.queue_state() == QueueState(waiting=2, oldest_accepted_ms=3, retrying=1)
 
@@ -68,9 +82,428 @@ def test_purging_batches_keeps_unfinished_recent_and_the_newest_ones(store):
         store.write(CLIENT, lambda tx: tx.add_failed_rows(seq, [FailedRow(2, "p1", "bad", b"p1", 2)]))
         return seq
 
-    old, unfinished, recent = add(state=COMPLETE, finished_ms=10), add(), add(state=STUCK, finished_ms=99)
-    newest_old = add(state=COMPLETE, finished_ms=10)
+    old, unfinished, recent = (
+        add(state=BatchState.COMPLETE, finished_ms=10),
+        add(),
+        add(state=BatchState.STUCK, finished_ms=99),
+    )
+    newest_old = add(state=BatchState.COMPLETE, finished_ms=10)
     assert store.write(None, lambda tx: tx.purge_batches(50, 100)) == 1
     assert [store.batch(seq) is not None for seq in (old, unfinished, recent, newest_old)] == [False, True, True, True]
     assert store.failed_rows(old) == [] and store.batch_payload(old) is None
     assert store.failed_rows(recent) == [FailedRow(2, "p1", "bad", b"p1", 2)]
+
+
+# -- helpers of the contract suite ---------------------------------------------------------------
+
+ROWS = [FailedRow(line, f"p{line}", "bad", f"p{line},\xff".encode("latin-1"), 5) for line in (5, 2, 9, 7)]
+
+
+def full_profile(tnt_id: str = "t1", client: str = CLIENT, **fields) -> Profile:
+    defaults = {"created_ms": 100, "modified_ms": 200, "third_party_id": f"x{tnt_id[1:]}", "mcvid": f"m{tnt_id[1:]}",
+                "attributes": {"city": ["Zürich", 150, 7], "tier": ["gold", 200, 8]}, "active_ms": 300}  # fmt: skip
+    return Profile(client, tnt_id, **{**defaults, **fields})
+
+
+def token(token_id: str, client: str = CLIENT, **fields) -> Token:
+    return Token(**{"id": token_id, "client": client, "hash": f"hash-{token_id}", "created_ms": 10,
+                    "expires_ms": 1000, "revoked_ms": None, **fields})  # fmt: skip
+
+
+def insert(store, accepted: Batch, payload: bytes = PAYLOAD) -> int:
+    return store.write(accepted.client, lambda tx: tx.insert_batch(accepted, payload))
+
+
+def save(store, *profiles: Profile) -> None:
+    store.write(None, lambda tx: tx.save_profiles(list(profiles)))
+
+
+def seqs(batches: list[Batch]) -> list[int]:
+    return [b.seq for b in batches]
+
+
+def lines(rows: list[FailedRow]) -> list[int]:
+    return [row.line for row in rows]
+
+
+# -- write: one transaction, all or nothing ------------------------------------------------------
+
+
+def test_a_write_returns_what_its_function_returns(store):
+    assert store.write(CLIENT, lambda tx: 42) == 42
+
+
+def test_an_error_in_the_function_reaches_the_caller_and_undoes_all_it_wrote(store):
+    def write_then_fail(tx):
+        tx.insert_batch(batch(), PAYLOAD)
+        tx.save_client(ClientConfig(CLIENT, auth_required=True))
+        tx.save_profiles([full_profile()])
+        tx.save_token(token("k1"))
+        raise ValueError("changed my mind")
+
+    with pytest.raises(ValueError, match="changed my mind"):
+        store.write(CLIENT, write_then_fail)
+    assert store.batches(None, 10) == [] and store.client_config(CLIENT) is None
+    assert store.profile(CLIENT, "tntId", "t1") is None and store.tokens(CLIENT) == []
+
+
+def test_a_write_that_need_not_be_durable_is_kept_all_the_same(store):
+    store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT, daily_rows=5)), durable=False)
+    assert store.client_config(CLIENT) == ClientConfig(CLIENT, daily_rows=5)
+
+
+def test_a_write_for_no_one_client_may_change_any_clients_data(store):
+    store.write(None, lambda tx: tx.save_profiles([full_profile(client="a"), full_profile(client="b")]))
+    assert store.has_client("a") and store.has_client("b")
+
+
+def test_a_store_opened_again_finds_what_was_written(store_url):
+    first = open_store(store_url)
+    save(first, full_profile())
+    first.close()
+    again = open_store(store_url)
+    assert again.profile(CLIENT, "tntId", "t1") == full_profile()
+    again.close()
+
+
+def test_closing_a_store_twice_is_safe(store_url):
+    opened = open_store(store_url)
+    opened.close()
+    opened.close()
+
+
+# -- write's meanwhile ---------------------------------------------------------------------------
+
+
+def test_meanwhile_runs_once_after_the_function_on_the_callers_thread(store):
+    calls = []
+    result = store.write(CLIENT, lambda tx: calls.append("fn") or "done",
+                         meanwhile=lambda: calls.append(("meanwhile", threading.current_thread())))  # fmt: skip
+    assert result == "done" and calls == ["fn", ("meanwhile", threading.current_thread())]
+
+
+def test_an_error_in_the_function_keeps_meanwhile_from_running(store):
+    def fail(tx):
+        raise ValueError("no")
+
+    calls = []
+    with pytest.raises(ValueError):
+        store.write(CLIENT, fail, meanwhile=lambda: calls.append("meanwhile"))
+    assert calls == []
+
+
+def test_an_error_in_meanwhile_reaches_the_caller(store):
+    with pytest.raises(ZeroDivisionError):
+        store.write(CLIENT, lambda tx: None, meanwhile=lambda: 1 / 0)
+
+
+def test_profiles_written_last_in_bulk_are_kept_once_meanwhile_has_run(store):
+    calls = []
+    store.write(CLIENT, lambda tx: tx.insert_profiles([full_profile()]), meanwhile=lambda: calls.append("meanwhile"))
+    assert calls == ["meanwhile"] and store.profile(CLIENT, "tntId", "t1") == full_profile()
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+
+def test_an_inserted_batch_reads_back_with_its_new_seq_and_its_bytes(store):
+    seq = insert(store, batch(seq=99, accepted_ms=7))
+    assert store.batch(seq) == batch(seq=seq, accepted_ms=7)
+    assert store.batch_payload(seq) == PAYLOAD
+
+
+def test_a_payload_of_several_megabytes_reads_back_whole(store):
+    payload = b"batch=pcId\n" + bytes(range(256)) * (3 * 4096 + 1)
+    assert store.batch_payload(insert(store, batch(), payload)) == payload
+
+
+def test_seqs_increase_in_acceptance_order_whatever_seq_the_batch_had(store):
+    accepted = [insert(store, batch(seq=5)) for _ in range(3)]
+    assert accepted == sorted(set(accepted)) and len(accepted) == 3
+
+
+def test_a_transaction_reads_a_batch_as_it_wrote_it(store):
+    def insert_update_read(tx):
+        seq = tx.insert_batch(batch(), PAYLOAD)
+        tx.update_batch(replace(tx.batch(seq), state=BatchState.RUNNING, cursor=20))
+        return tx.batch(seq)
+
+    read = store.write(CLIENT, insert_update_read)
+    assert (read.state, read.cursor) == (BatchState.RUNNING, 20) and store.batch(read.seq) == read
+
+
+def test_update_batch_saves_its_state_cursor_and_counters(store):
+    seq = insert(store, batch())
+    updated = replace(store.batch(seq), state=BatchState.STUCK, cursor=30, cursor_line=4, consumed=3,
+                      successful=1, not_found=1, failed=1, started_ms=5, finished_ms=6, attempts=2, open_attempts=1,
+                      stuck_reason="why", held_reason="slow", last_error="disk", failing_since_ms=7,
+                      next_attempt_ms=8)  # fmt: skip
+    store.write(CLIENT, lambda tx: tx.update_batch(updated))
+    assert store.batch(seq) == updated
+
+
+def test_a_dropped_payload_is_gone_and_its_batch_stays(store):
+    seq = insert(store, batch())
+    store.write(CLIENT, lambda tx: tx.drop_payload(seq))
+    store.write(CLIENT, lambda tx: tx.drop_payload(seq))  # nothing left to drop
+    assert store.batch_payload(seq) is None and store.batch(seq) is not None
+
+
+def test_an_unknown_seq_finds_no_batch_and_no_bytes(store):
+    assert store.batch(1) is None and store.batch_payload(1) is None
+    assert store.write(CLIENT, lambda tx: tx.batch(1)) is None
+
+
+def test_batches_come_newest_first_of_one_client_or_of_all(store):
+    a1, b1, a2 = insert(store, batch(client="a")), insert(store, batch(client="b")), insert(store, batch(client="a"))
+    assert seqs(store.batches(None, 10)) == [a2, b1, a1]
+    assert seqs(store.batches("a", 10)) == [a2, a1] and store.batches("c", 10) == []
+
+
+def test_batches_page_by_limit_and_before_seq(store):
+    accepted = [insert(store, batch()) for _ in range(5)]
+    page = store.batches(CLIENT, 2)
+    assert seqs(page) == [accepted[4], accepted[3]]
+    assert seqs(store.batches(CLIENT, 2, before_seq=page[-1].seq)) == [accepted[2], accepted[1]]
+    assert seqs(store.batches(CLIENT, 10, before_seq=accepted[1])) == [accepted[0]]
+
+
+def test_last_batch_seq_is_the_latest_accepted_of_any_client_or_zero(store):
+    assert store.write(None, lambda tx: tx.last_batch_seq()) == 0
+    insert(store, batch(client="a"))
+    latest = insert(store, batch(client="b"))
+    assert store.write(None, lambda tx: tx.last_batch_seq()) == latest
+
+
+def test_rows_accepted_since_count_the_clients_data_rows_from_the_time_on(store):
+    for client, accepted_ms, size in ((CLIENT, 10, 1), (CLIENT, 20, 2), (CLIENT, 30, 4), ("other", 30, 8)):
+        insert(store, batch(client=client, accepted_ms=accepted_ms, size=size))
+    assert store.write(CLIENT, lambda tx: tx.rows_accepted_since(CLIENT, 20)) == 6
+    assert store.write(CLIENT, lambda tx: tx.rows_accepted_since("nobody", 0)) == 0
+
+
+def test_purging_batches_deletes_at_most_limit_those_finished_first_first(store):
+    finished = [insert(store, batch(state=BatchState.COMPLETE, finished_ms=ms)) for ms in (30, 10, 20, 50)]
+    insert(store, batch())  # the newest, never purged
+    assert store.write(None, lambda tx: tx.purge_batches(50, 2)) == 2
+    assert [store.batch(seq) is not None for seq in finished] == [True, False, False, True]
+    assert store.write(None, lambda tx: tx.purge_batches(50, 2)) == 1  # not the one finished at 50
+    assert [store.batch(seq) is not None for seq in finished] == [False, False, False, True]
+
+
+# -- claim_next_batch ----------------------------------------------------------------------------
+
+
+def test_no_batch_is_claimed_when_none_waits(store):
+    insert(store, batch(state=BatchState.COMPLETE))
+    insert(store, batch(state=BatchState.STUCK))
+    with store.claim_next_batch() as claimed:
+        assert claimed is None
+
+
+def test_the_earliest_unfinished_batch_is_claimed(store):
+    insert(store, batch(client="a", state=BatchState.COMPLETE))
+    earliest = insert(store, batch(client="b"))
+    insert(store, batch(client="c", state=BatchState.RUNNING))
+    with store.claim_next_batch() as claimed:
+        assert claimed == store.batch(earliest)
+
+
+def test_a_clients_later_batch_waits_for_its_earlier_one(store):
+    a1, a2, b = insert(store, batch(client="a")), insert(store, batch(client="a")), insert(store, batch(client="b"))
+    with store.claim_next_batch() as first, store.claim_next_batch() as second:
+        # A store that knows a1 is held passes it by, one that cannot hands it out again: never a2.
+        assert first.seq == a1 and second.seq in (a1, b) and a2 not in (first.seq, second.seq)
+
+
+def test_a_claimed_batch_can_be_claimed_again_once_its_block_ends(store):
+    seq = insert(store, batch())
+    with store.claim_next_batch() as first:
+        pass
+    with store.claim_next_batch() as again:
+        assert first.seq == again.seq == seq
+
+
+# -- failed rows ---------------------------------------------------------------------------------
+
+
+def test_failed_rows_read_back_in_line_order_with_their_bytes(store):
+    seq, other = insert(store, batch()), insert(store, batch())
+    kept = FailedRow.kept(3, "p3", "too long", b"p3," + b"\xff" * 9000)
+    store.write(CLIENT, lambda tx: tx.add_failed_rows(seq, (row for row in [*ROWS, kept])))  # any iterable
+    assert lines(store.failed_rows(seq)) == [2, 3, 5, 7, 9] and store.failed_rows(other) == []
+    assert store.failed_rows(seq)[:2] == [FailedRow(2, "p2", "bad", b"p2,\xff", 5), kept]
+
+
+def test_failed_rows_page_by_limit_offset_and_line(store):
+    seq = insert(store, batch())
+    store.write(CLIENT, lambda tx: tx.add_failed_rows(seq, ROWS))
+    assert lines(store.failed_rows(seq, limit=2)) == [2, 5]
+    assert lines(store.failed_rows(seq, limit=2, offset=1)) == [5, 7]
+    assert lines(store.failed_rows(seq, offset=3)) == [9]
+    assert lines(store.failed_rows(seq, after_line=5)) == [7, 9]
+    assert lines(store.failed_rows(seq, limit=1, offset=1, after_line=2)) == [7]
+
+
+def test_deleting_failed_rows_forgets_the_clients_rows_of_those_ids_only(store):
+    mine, theirs = insert(store, batch()), insert(store, batch(client="other"))
+    store.write(None, lambda tx: [tx.add_failed_rows(seq, ROWS) for seq in (mine, theirs)])
+    assert store.write(CLIENT, lambda tx: tx.delete_failed_rows(CLIENT, ["p2", "p9", "nobody"])) == 2
+    assert lines(store.failed_rows(mine)) == [5, 7] and lines(store.failed_rows(theirs)) == [2, 5, 7, 9]
+
+
+def test_a_failed_row_recorded_twice_is_a_conflict_that_keeps_nothing_of_the_transaction(store):
+    seq = insert(store, batch())
+    store.write(CLIENT, lambda tx: tx.add_failed_rows(seq, ROWS[:1]))
+
+    def again(tx):
+        tx.save_client(ClientConfig(CLIENT))
+        tx.add_failed_rows(seq, ROWS[1:2] + ROWS[:1])
+
+    with pytest.raises(StoreConflict):
+        store.write(CLIENT, again)
+    assert lines(store.failed_rows(seq)) == [5] and store.client_config(CLIENT) is None
+
+
+# -- profiles ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("write", ["insert_profiles", "save_profiles"])
+def test_written_profiles_read_back_whole_by_each_of_their_ids(store, write):
+    store.write(CLIENT, lambda tx: getattr(tx, write)([full_profile("t1"), full_profile("t2", mcvid=None)]))
+    for id_kind, visitor_id in (("tntId", "t1"), ("thirdPartyId", "x1"), ("marketingCloudVisitorId", "m1")):
+        assert store.profile(CLIENT, id_kind, visitor_id) == full_profile("t1")
+    assert store.profile(CLIENT, "thirdPartyId", "x2") == full_profile("t2", mcvid=None)
+    assert store.profile(CLIENT, "tntId", "t3") is None
+
+
+def test_saving_a_profile_replaces_it_whole(store):
+    save(store, full_profile())
+    replaced = full_profile(created_ms=1, modified_ms=2, third_party_id="x9", mcvid=None,
+                            attributes={"tier": ["silver", 2, 9]}, active_ms=3)  # fmt: skip
+    save(store, replaced)
+    assert store.profile(CLIENT, "tntId", "t1") == replaced
+    assert store.profile(CLIENT, "thirdPartyId", "x1") is None
+    assert store.profile(CLIENT, "marketingCloudVisitorId", "m1") is None
+
+
+@pytest.mark.parametrize("id_kind, ids", [("tntId", ["t1", "t2"]), ("thirdPartyId", ["x1", "x2"]),
+                                          ("marketingCloudVisitorId", ["m1", "m2"])])  # fmt: skip
+def test_profiles_by_finds_the_profiles_of_the_ids_asked_and_leaves_out_the_others(store, id_kind, ids):
+    save(store, full_profile("t1"), full_profile("t2"))
+    found = store.write(CLIENT, lambda tx: tx.profiles_by(CLIENT, id_kind, [*ids, "unknown"]))
+    assert found == {ids[0]: full_profile("t1"), ids[1]: full_profile("t2")}
+    assert store.write(CLIENT, lambda tx: tx.profiles_by("other", id_kind, ids)) == {}
+
+
+def test_ids_that_lead_to_one_profile_share_one_profile_object(store):
+    save(store, full_profile("t1"), full_profile("t2"))
+    store.write(CLIENT, lambda tx: tx.retire_profile(CLIENT, "t2", "t1"))
+    found = store.write(CLIENT, lambda tx: tx.profiles_by(CLIENT, "tntId", ["t1", "t2"]))
+    assert found["t1"] is found["t2"] and found["t1"] == full_profile("t1")
+
+
+def test_a_clients_profiles_are_not_found_by_another_client_which_may_hold_the_same_ids(store):
+    save(store, full_profile())
+    assert store.profile("other", "tntId", "t1") is None
+    save(store, full_profile(client="other", active_ms=1))
+    assert store.profile("other", "thirdPartyId", "x1").active_ms == 1
+    assert store.profile(CLIENT, "thirdPartyId", "x1").active_ms == 300
+
+
+def test_a_retired_profiles_tnt_ids_resolve_to_the_one_it_merged_into(store):
+    save(store, full_profile("t1"), full_profile("t2"), full_profile("t3"))
+    store.write(CLIENT, lambda tx: tx.retire_profile(CLIENT, "t1", "t2"))
+    store.write(CLIENT, lambda tx: tx.retire_profile(CLIENT, "t2", "t3"))
+    assert [store.profile(CLIENT, "tntId", t).tnt_id for t in ("t1", "t2", "t3")] == ["t3", "t3", "t3"]
+    assert store.merged_tnt_ids(CLIENT, "t3") == ["t1", "t2"] and store.merged_tnt_ids(CLIENT, "t2") == []
+    assert store.profile(CLIENT, "thirdPartyId", "x1") is None
+
+
+def test_deleting_a_profile_forgets_it_and_the_tnt_ids_merged_into_it(store):
+    save(store, full_profile("t1"), full_profile("t2"))
+    store.write(CLIENT, lambda tx: tx.retire_profile(CLIENT, "t1", "t2"))
+    store.write(CLIENT, lambda tx: tx.delete_profile(CLIENT, "t2"))
+    assert store.profile(CLIENT, "tntId", "t2") is None and store.profile(CLIENT, "tntId", "t1") is None
+    assert store.merged_tnt_ids(CLIENT, "t2") == [] and not store.has_client(CLIENT)
+
+
+def test_purging_inactive_profiles_deletes_at_most_limit_of_those_inactive_before_the_time(store):
+    save(store, *(full_profile(t, client=c, active_ms=ms) for t, c, ms in
+                  (("t1", "a", 10), ("t2", "b", 20), ("t3", "a", 30), ("t4", "a", 50), ("t5", "a", 60))))  # fmt: skip
+    store.write("a", lambda tx: tx.retire_profile("a", "t5", "t1"))
+    assert [store.write(None, lambda tx: tx.purge_inactive(50, 2)) for _ in range(3)] == [2, 1, 0]
+    kept = [store.profile(c, "tntId", t) is not None for t, c in (("t1", "a"), ("t2", "b"), ("t3", "a"), ("t4", "a"))]
+    assert kept == [False, False, False, True]
+    assert store.merged_tnt_ids("a", "t1") == []
+
+
+def test_a_client_is_known_by_its_profiles_only(store):
+    store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT)))
+    insert(store, batch())
+    assert not store.has_client(CLIENT)
+    save(store, full_profile())
+    assert store.has_client(CLIENT) and not store.has_client("other")
+
+
+def test_inserting_a_profile_whose_tnt_id_exists_is_a_conflict_that_keeps_nothing_of_the_transaction(store):
+    save(store, full_profile("t1"))
+
+    def clash(tx):
+        tx.insert_batch(batch(), PAYLOAD)
+        tx.insert_profiles([full_profile("t2"), full_profile("t1", third_party_id="x9", mcvid=None)])
+
+    with pytest.raises(StoreConflict) as refused:
+        store.write(CLIENT, clash)
+    assert refused.value.cause and store.batches(None, 10) == []
+    assert store.profile(CLIENT, "tntId", "t2") is None and store.profile(CLIENT, "tntId", "t1") == full_profile("t1")
+
+
+# -- clients and tokens --------------------------------------------------------------------------
+
+
+def test_a_clients_settings_read_back_and_are_replaced_whole(store):
+    assert store.client_config(CLIENT) is None
+    store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT, True, 100, 60)))
+    assert store.client_config(CLIENT) == ClientConfig(CLIENT, True, 100, 60)
+    store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT, daily_rows=5)))
+    assert store.client_config(CLIENT) == ClientConfig(CLIENT, False, 5, None) and store.client_config("other") is None
+
+
+def test_a_clients_tokens_read_back_first_saved_first_revoked_and_expired_included(store):
+    saved = [token("k2"), token("k1", revoked_ms=5), token("k3", expires_ms=1)]
+    store.write(CLIENT, lambda tx: [tx.save_token(t) for t in saved])
+    store.write("other", lambda tx: tx.save_token(token("k4", client="other")))
+    assert store.tokens(CLIENT) == saved
+    assert store.write(CLIENT, lambda tx: tx.tokens(CLIENT)) == saved
+
+
+def test_saving_a_token_again_saves_its_expiry_and_revocation_and_keeps_its_place(store):
+    store.write(CLIENT, lambda tx: [tx.save_token(token(k)) for k in ("k1", "k2")])
+    again = token("k1", hash="other", created_ms=99, expires_ms=2000, revoked_ms=50)
+    store.write(CLIENT, lambda tx: tx.save_token(again))
+    assert store.tokens(CLIENT) == [token("k1", expires_ms=2000, revoked_ms=50), token("k2")]
+
+
+def test_a_token_is_found_by_the_hash_of_its_secret(store):
+    store.write(CLIENT, lambda tx: tx.save_token(token("k1")))
+    assert store.token_by_hash("hash-k1") == token("k1") and store.token_by_hash("hash-k2") is None
+
+
+def test_a_token_with_another_tokens_hash_is_a_conflict(store):
+    store.write(CLIENT, lambda tx: tx.save_token(token("k1")))
+    with pytest.raises(StoreConflict):
+        store.write(CLIENT, lambda tx: tx.save_token(token("k2", hash="hash-k1")))
+    assert store.tokens(CLIENT) == [token("k1")]
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_any_other_error_of_the_database_is_raised_as_store_failed(store, store_url):
+    query(store_url, "DROP TABLE clients")
+    with pytest.raises(StoreFailed, match="clients"):
+        store.client_config(CLIENT)
+    with pytest.raises(StoreFailed, match="clients"):
+        store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT)))
+    assert store.write(CLIENT, lambda tx: tx.last_batch_seq()) == 0  # and the store works on
