@@ -50,7 +50,9 @@ def postgresql_schemas(server: str) -> Iterator[Callable[[], str]]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# A PostgreSQL store costs a schema and its migrations per test, twice SQLite's setup: the inner
+# loop (-m "not slow") runs the tests of both kinds on SQLite only, CI on both.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def new_store_url(request, tmp_path):
     """A factory of URLs of fresh, empty stores of the kind under test: SQLite files in the
     test's folder, or schemas of their own in the PostgreSQL database."""

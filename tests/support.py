@@ -40,23 +40,24 @@ def accepted_id(response: httpx.Response) -> str:
 
 
 def wait_complete(http, batch_id: str) -> dict:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+    """The batch's /api record once it is no longer incomplete."""
+
+    def finished() -> dict | None:
         record = http.get(f"/api/batches/{batch_id}").json()
-        if record["status"] != "incomplete":
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"batch {batch_id} did not finish within {DEADLINE_SECONDS}s")
+        return record if record["status"] != "incomplete" else None
+
+    return eventually(finished, f"finished batch {batch_id}")
 
 
-def eventually(check, what: str):
-    """check()'s first true result, tried until the deadline (a safety net, not a timing)."""
+def eventually(check, what: str, pause: float = 0.05):
+    """check()'s first true result, tried every `pause` seconds until the deadline (a safety
+    net, not a timing); every wait of the tests goes through here."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
         if result := check():
             return result
-        time.sleep(0.05)
-    raise AssertionError(f"never {what}")
+        time.sleep(pause)
+    raise AssertionError(f"never {what} (tried for {DEADLINE_SECONDS}s)")
 
 
 def numbered_rows(value: str, size: int) -> str:

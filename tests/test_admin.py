@@ -62,6 +62,7 @@ def test_batch_list_newest_first_per_client_and_paged(http):
     assert [b["batchId"] for b in page] == [ids[1], ids[0]]
 
 
+@pytest.mark.slow
 def test_no_secret_is_logged(store_url, tmp_path):
     env = {"PROFILESTORE_ADMIN_KEY": "admin-key-that-must-not-leak"}
     with serve_process(store_url, tmp_path, env) as server:
@@ -79,6 +80,7 @@ def test_no_secret_is_logged(store_url, tmp_path):
     assert secret not in log and "admin-key-that-must-not-leak" not in log
 
 
+@pytest.mark.slow
 def test_a_forwarded_caller_is_not_taken_for_a_loopback_one(store_url, tmp_path):
     # Regression: uvicorn trusted X-Forwarded-For from loopback peers and the rule compared
     # strings, so any caller behind a proxy on the same host could name itself "127.evil".
@@ -91,6 +93,7 @@ def test_a_forwarded_caller_is_not_taken_for_a_loopback_one(store_url, tmp_path)
         assert httpx.get(f"{server.url}/api/clients/demo").status_code == 200, "a local caller is let in"
 
 
+@pytest.mark.slow
 def test_behind_a_trusted_proxy_the_forwarded_caller_counts(store_url, tmp_path):
     with serve_process(store_url, tmp_path, {"PROFILESTORE_TRUSTED_PROXIES": "127.0.0.1"}) as server:
         url = f"{server.url}/api/clients/demo"
@@ -125,6 +128,7 @@ def test_a_client_code_that_cannot_be_one_is_400_on_every_admin_route(http, path
     assert response.status_code == 400 and response.json()["message"].startswith("Invalid client code")
 
 
+@pytest.mark.slow
 def test_a_forwarded_header_the_server_does_not_read_never_makes_a_loopback_caller(store_url, tmp_path):
     with serve_process(store_url, tmp_path, {"PROFILESTORE_TRUSTED_PROXIES": "127.0.0.1"}) as server:
         response = httpx.get(f"{server.url}/api/clients/demo", headers={"Forwarded": "for=203.0.113.9"})

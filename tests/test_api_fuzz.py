@@ -4,10 +4,13 @@ schemathesis (ids, batch ids, limits, offsets, quotas, token lifetimes, ...), ag
 
 import os
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from support import apply, eventually, serve_process
+
+pytestmark = pytest.mark.slow  # schemathesis calls of every operation on a real serve
 
 EXAMPLES = 40  # per operation; bounded so that the suite stays short
 

@@ -2,8 +2,21 @@
 applies none twice."""
 
 import httpx
+import pytest
 
-from support import accepted_id, attributes, query, serve_process, submit, table_rows, wait_complete
+from support import (
+    accepted_id,
+    attributes,
+    eventually,
+    query,
+    serve_process,
+    started,
+    submit,
+    table_rows,
+    wait_complete,
+)
+
+pytestmark = pytest.mark.slow  # a serve killed with SIGKILL mid-batch and restarted
 
 ROWS = 300_000
 FAIL_EVERY = 997  # these rows have an empty id and must fail exactly once
@@ -23,8 +36,7 @@ def test_kill_during_a_batch_then_restart_finishes_every_batch_exactly(store_url
     with serve_process(store_url, tmp_path, env) as server:
         http = httpx.Client(base_url=server.url, timeout=60)
         first = accepted_id(submit(http, big_batch("first")))
-        while http.get(f"/api/batches/{first}").json()["consumedCount"] == 0:
-            pass
+        eventually(lambda: started(http, first), f"started batch {first}")
         # acknowledged, then killed at once: an answer means the batch is on disk
         second = accepted_id(submit(http, "batch=thirdPartyId,pass\nc1,second\nc2,second\n"))
         server.kill()
@@ -51,7 +63,14 @@ def test_reads_are_answered_while_a_large_batch_is_applied(store_url, tmp_path):
         wait_complete(http, accepted_id(submit(http, "batch=thirdPartyId,city\nreader,Oslo\n")))
         batch_id = accepted_id(submit(http, big_batch("x", size=100_000)))
         reads_during_batch = 0
-        while http.get(f"/api/batches/{batch_id}").json()["status"] == "incomplete":
+
+        def finished_or_read() -> bool:
+            nonlocal reads_during_batch
+            if http.get(f"/api/batches/{batch_id}").json()["status"] != "incomplete":
+                return True
             assert attributes(http, "reader") == {"city": "Oslo"}
             reads_during_batch += 1
+            return False
+
+        eventually(finished_or_read, f"finished batch {batch_id}", pause=0)  # reads as fast as they are answered
         assert reads_during_batch > 10

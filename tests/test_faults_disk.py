@@ -17,6 +17,8 @@ from support import (
     wait_complete, xml_fields,
 )  # fmt: skip
 
+pytestmark = pytest.mark.slow  # real full disks (tmpfs) under real processes
+
 # Throttled (an ingestion window all day), so that a batch is still applying when the disk fills.
 THROTTLED = {
     "PROFILESTORE_CHUNK_ROWS": "500",

@@ -7,12 +7,15 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from faults import CuttableProxy, terminate_connections, with_application_name
 from support import (
     accepted_id, attributes, eventually, numbered_rows, serve_process, started, submit, table_rows, wait_complete,
     xml_fields,
 )  # fmt: skip
+
+pytestmark = pytest.mark.slow  # connections cut and the database out of reach, under a real serve
 
 FAST = {
     "PROFILESTORE_CHUNK_ROWS": "500",

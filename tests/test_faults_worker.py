@@ -4,18 +4,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from profilestore.batches import MAX_OPEN_ATTEMPTS, BatchService
 from profilestore.config import Settings
 from profilestore.store import open_store
 from profilestore.store.base import StoreUnavailable
 from profilestore.worker import EXIT_STALLED, Worker
-from support import DEADLINE_SECONDS, FakeClock, accepted_id, apply, attributes, eventually, serve_process, submit, wait_complete
+from support import FakeClock, accepted_id, apply, attributes, eventually, serve_process, submit, wait_complete
 from test_cli import _children, _gone
+
+pytestmark = pytest.mark.slow  # worker processes that die, freeze and are restarted
 
 INJECT = Path(__file__).parent / "inject"  # sitecustomize.py: the first worker loop dies
 
@@ -28,15 +30,20 @@ def dying_once(tmp_path: Path) -> dict:
 def problems_until_healthy(http: httpx.Client, once=lambda: True) -> list[str]:
     """Every problem /api/health reported, polled until it answers 200 once once() is true."""
     seen: list[str] = []
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         ready = once()
         answer = http.get("/api/health")
         if answer.status_code == 200 and ready:
-            return seen
-        seen += [p for p in answer.json()["problems"] if p not in seen]
-        time.sleep(0.05)
-    raise AssertionError(f"never healthy; problems seen: {seen}")
+            return True
+        seen.extend([p for p in answer.json()["problems"] if p not in seen])
+        return False
+
+    try:
+        eventually(healthy, "healthy")
+    except AssertionError as never:
+        raise AssertionError(f"{never}; problems seen: {seen}") from None
+    return seen
 
 
 def test_a_worker_process_whose_loop_dies_exits_with_its_status(store_url, tmp_path):
@@ -68,7 +75,7 @@ def test_serve_kills_and_replaces_a_frozen_worker_process(store_url, tmp_path):
         eventually(lambda: http.get("/api/health").status_code == 503, "unhealthy")
         seen = problems_until_healthy(http)
         assert any(p.startswith("the worker process had not reported for") and "and was killed" in p for p in seen), seen
-        assert _gone(frozen), "the frozen worker was killed"
+        eventually(lambda: _gone(frozen), f"saw the frozen worker {frozen} killed")
         assert wait_complete(http, batch_id)["successfulUpdates"] == 1, "its replacement applied the batch"
         (replacement,) = _children(server.process.pid)
         assert replacement != frozen

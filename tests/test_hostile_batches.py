@@ -7,10 +7,13 @@ import os
 import re
 from urllib.parse import unquote_to_bytes
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support import submit, wait_complete, xml_fields
+
+pytestmark = pytest.mark.slow  # generated batches (hypothesis) over HTTP
 
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 LIMITS = {"pcId": 128, "thirdPartyId": 256}

@@ -1,6 +1,10 @@
 """A batch at Target's row limit is accepted and completes with exact counts."""
 
+import pytest
+
 from support import accepted_id, attributes, submit, wait_complete
+
+pytestmark = pytest.mark.slow  # batches of 500,000 rows
 
 ROWS = 500_000
 

@@ -6,9 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from profilestore.config import MB
 from support import serve_process
+
+pytestmark = pytest.mark.slow  # tens of megabytes of bodies at once, measured on a real serve
 
 BOUND_MB = 1024
 

@@ -14,6 +14,8 @@ import pytest
 
 from support import attributes, serve_process
 
+pytestmark = pytest.mark.slow  # npm ci and the Node.js SDK against a real serve
+
 NODE_DIR = Path(__file__).parent / "node"
 ORG = "0A1B2C3D4E5F@AdobeOrg"
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
 from profilestore.config import Settings
@@ -31,6 +32,7 @@ def profilestore(*args: str, env: dict | None = None) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+@pytest.mark.slow
 def test_migrate_applies_each_migration_once(postgresql_url):
     first = profilestore("migrate", "--store", postgresql_url)
     assert first.returncode == 0, first.stderr
@@ -40,6 +42,7 @@ def test_migrate_applies_each_migration_once(postgresql_url):
     assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations ORDER BY version") == ALL_MIGRATIONS
 
 
+@pytest.mark.slow
 def test_processes_starting_at_once_migrate_exactly_once(postgresql_url):
     started = [start("migrate", "--store", postgresql_url) for _ in range(6)]
     outputs = [p.communicate(timeout=120) for p in started]
@@ -49,6 +52,7 @@ def test_processes_starting_at_once_migrate_exactly_once(postgresql_url):
     assert query(postgresql_url, "SELECT version, name FROM profilestore_migrations ORDER BY version") == ALL_MIGRATIONS
 
 
+@pytest.mark.slow
 def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
     no_migrations = {"PROFILESTORE_MIGRATE": "false"}
     refused = profilestore("worker", "--store", postgresql_url, env=no_migrations)
@@ -77,6 +81,7 @@ def test_a_store_of_an_earlier_version_keeps_its_profiles_when_migrated(postgres
         assert attributes(http, "c1") == {"city": "Zürich", "tier": "platinum"}
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_is_a_clear_error():
     refused = profilestore("serve", "--store", "postgresql://postgres@127.0.0.1:9/test")
     assert refused.returncode == 1

@@ -7,8 +7,11 @@ import time
 from contextlib import contextmanager
 
 import httpx
+import pytest
 
 from support import DEADLINE_SECONDS, apply, eventually, serve_process, submit, xml_fields
+
+pytestmark = pytest.mark.slow  # thousands of slow connections and request timeouts
 
 SLOW_CONNECTIONS = 2_000
 

@@ -6,13 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
-from support import DEADLINE_SECONDS, accepted_id, attributes, query, serve_process, submit, table_rows, wait_complete
+from support import accepted_id, attributes, eventually, query, serve_process, submit, table_rows, wait_complete
+
+pytestmark = pytest.mark.slow  # several worker processes, one of them killed
 
 FAST = {"PROFILESTORE_WORKER_POLL_SECONDS": "0.05", "PROFILESTORE_CHUNK_ROWS": "500"}
 # Applying at most 10,000 rows a second (an ingestion window all day), so that a worker that
@@ -40,6 +42,10 @@ def workers(store_url: str, log_dir: Path, count: int, env: dict = FAST):
 def logged(log_dir: Path, count: int, text: str) -> list[int]:
     """How many times each worker logged the text."""
     return [(log_dir / f"worker-{n}.log").read_text().count(text) for n in range(count)]
+
+
+def consumed(http: httpx.Client, batch_id: str) -> int:
+    return http.get(f"/api/batches/{batch_id}").json()["consumedCount"]
 
 
 def rows(client_tag: str, value: str, size: int) -> str:
@@ -88,12 +94,10 @@ def test_a_worker_killed_mid_batch_is_taken_over_by_another(store_url, tmp_path)
         http = httpx.Client(base_url=server.url, timeout=60)
         with workers(store_url, tmp_path, 2) as started:
             batch_id = accepted_id(submit(http, body))
-            deadline = time.monotonic() + DEADLINE_SECONDS
-            while http.get(f"/api/batches/{batch_id}").json()["consumedCount"] < 5_000 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            eventually(lambda: consumed(http, batch_id) >= 5_000, f"applied 5,000 rows of {batch_id}", pause=0.01)
             holder = logged(tmp_path, 2, f"applying batch {batch_id}").index(1)
             os.kill(started[holder].pid, signal.SIGKILL)
-            at_kill = http.get(f"/api/batches/{batch_id}").json()["consumedCount"]
+            at_kill = consumed(http, batch_id)
             record = wait_complete(http, batch_id)
         assert 0 < at_kill < size, "the kill must land in the middle of the batch"
         assert (record["consumedCount"], record["successfulUpdates"], record["failedUpdates"]) == (size, size, 0)
