@@ -1,18 +1,20 @@
-"""Turn bench/results/*.json into the README's benchmark table and bench/results/benchmarks.png.
+"""Turn bench/results/*.json into the benchmark table of docs/benchmarks.md and bench/results/benchmarks.png.
 
-    python bench/report.py     (bench/ingest and bench/reads run it after themselves)
+    python bench/report.py     (bench/ingest, bench/reads and bench/bodies run it after themselves)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-README = Path(__file__).parent.parent / "README.md"
+PAGE = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 MET = {True: "yes", False: "no", None: "see below"}
 CHART = RESULTS / "benchmarks.png"
+MARKED = re.compile(r"<!-- bench:begin -->.*<!-- bench:end -->", flags=re.S)
 
 
 def load(name: str) -> dict | None:
@@ -87,14 +89,19 @@ def markdown(table, results: list[dict]) -> str:
         f"Measured on {results[0]['when']}: {machine['cores']} cores ({machine['cpu']}), {machine['memoryGiB']} GiB, "
         f"Python {machine['python']}, SQLite {machine['sqlite']}, the machine's PostgreSQL with its default settings; "
         "the service with its default settings. "
-        "Commands: " + ", ".join(f"`{r['command']}`" for r in results) + ".",
+        "Commands: " + ", ".join(f"`{r['command']}`" + _when(r, results[0]) for r in results) + ".",
         "",
         "| Measure | Target | Measured | Met |",
         "|---|---|---|---|",
     ]
     lines += [f"| {what} | {target} | {measured} | {MET[met]} |" for what, target, measured, met in table]
-    lines += ["", "![benchmarks](bench/results/benchmarks.png)"]
+    lines += ["", f"![benchmarks]({Path(os.path.relpath(CHART, PAGE.parent)).as_posix()})"]
     return "\n".join(lines)
+
+
+def _when(result: dict, first: dict) -> str:
+    """The date of a result measured on another day than the first."""
+    return "" if result["when"] == first["when"] else f" (on {result['when']})"
 
 
 def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postgresql: dict | None) -> None:
@@ -149,9 +156,11 @@ def main() -> None:
         raise SystemExit("no results yet: run bench/ingest, bench/reads or bench/bodies")
     table = rows(ingest, preloaded, reads, postgresql, bodies)
     chart(ingest, preloaded, reads, postgresql)
-    text = README.read_text()
+    text = PAGE.read_text()
+    if not MARKED.search(text):
+        raise SystemExit(f"{PAGE} has no <!-- bench:begin --> ... <!-- bench:end --> markers for the table")
     section = "<!-- bench:begin -->\n" + markdown(table, results) + "\n<!-- bench:end -->"
-    README.write_text(re.sub(r"<!-- bench:begin -->.*<!-- bench:end -->", lambda _: section, text, flags=re.S))
+    PAGE.write_text(MARKED.sub(lambda _: section, text))
     print(markdown(table, results))
 
 
