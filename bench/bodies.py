@@ -67,7 +67,9 @@ def send(url: str, kind: str, body: Path) -> int:
     if kind == "nothing":
         time.sleep(2)
         return 0
-    path = f"/m2/{CLIENT}/profile/batchUpdate" if kind == "batch" else f"/rest/v1/delivery?client={CLIENT}&sessionId=bench"
+    path = (
+        f"/m2/{CLIENT}/profile/batchUpdate" if kind == "batch" else f"/rest/v1/delivery?client={CLIENT}&sessionId=bench"
+    )
     command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{body}", f"{url}{path}"]
     return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 

@@ -21,15 +21,15 @@ import csv
 import sqlite3
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
-
-from service import CLIENT, Service, fresh_store, save
-from standard_batch import standard_batch, visitor_id
 
 from profilestore.config import Settings
 from profilestore.store import open_store
 from profilestore.store.base import WriteTx
 from profilestore.worker import spare_the_collector
+from service import CLIENT, Service, fresh_store, save
+from standard_batch import standard_batch, visitor_id
 
 
 def naive_floor(path: Path, db_path: Path) -> float:
@@ -61,19 +61,21 @@ def store_alone(source_url: str, target_url: str, rows: int) -> tuple[float, flo
         for n, write in enumerate(("insert_profiles", "save_profiles")):
             for first in range(0, rows, chunk_rows):
                 ids = [visitor_id(i) for i in range(first, min(first + chunk_rows, rows))]
-                profiles = list(source.write(CLIENT, lambda tx: _by_id(tx, ids)).values())
-
-                def look_up_and_write(tx: WriteTx) -> None:
-                    _by_id(tx, ids)  # what the worker asks the store before it writes
-                    getattr(tx, write)(profiles)
-
+                profiles = list(source.write(CLIENT, partial(_by_id, ids=ids)).values())
                 started = time.perf_counter()
-                target.write(CLIENT, look_up_and_write, durable=False)
+                target.write(
+                    CLIENT, partial(_look_up_and_write, ids=ids, write=write, profiles=profiles), durable=False
+                )
                 seconds[n] += time.perf_counter() - started
     finally:
         source.close()
         target.close()
     return seconds[0], seconds[1]
+
+
+def _look_up_and_write(tx: WriteTx, ids: list[str], write: str, profiles: list) -> None:
+    _by_id(tx, ids)  # what the worker asks the store before it writes
+    getattr(tx, write)(profiles)
 
 
 def _by_id(tx: WriteTx, ids: list[str]) -> dict:
@@ -105,7 +107,10 @@ def main() -> None:
             for _ in range(args.update_passes):
                 updates.append(service.apply(batch))
                 table.append(service.profiles_table())
-                print(f"update pass {len(updates)}: {args.rows / updates[-1][1]:,.0f} rows/s; profiles table {table[-1]}", flush=True)
+                print(
+                    f"update pass {len(updates)}: {args.rows / updates[-1][1]:,.0f} rows/s; profiles table {table[-1]}",
+                    flush=True,
+                )
             update, update_s = updates[0]
             peak = service.peak_rss_mb()
         finally:
@@ -117,7 +122,8 @@ def main() -> None:
 
     assert all(r["successfulUpdates"] == args.rows for r, _ in [(insert, 0), *updates]), (insert, updates)
     results = {
-        "command": "bench/ingest" + (f" --preload {args.preload}" if args.preload else "")
+        "command": "bench/ingest"
+        + (f" --preload {args.preload}" if args.preload else "")
         + (" --store postgresql://…" if args.store else "")
         + (f" --update-passes {args.update_passes}" if args.update_passes != 1 else ""),
         "store": "postgresql" if args.store else "sqlite",
@@ -132,19 +138,30 @@ def main() -> None:
         "peakRssMB": round(peak),
         "floor": {"insertSeconds": round(floor_insert, 2), "updateSeconds": round(floor_update, 2)},
         "ratioToFloor": {"insert": round(insert_s / floor_insert, 2), "update": round(update_s / floor_update, 2)},
-        "storeAlone": {"insertSeconds": round(store_insert, 2), "updateSeconds": round(store_update, 2),
-                       "insertRowsPerSecond": round(args.rows / store_insert),
-                       "updateRowsPerSecond": round(args.rows / store_update)},
+        "storeAlone": {
+            "insertSeconds": round(store_insert, 2),
+            "updateSeconds": round(store_update, 2),
+            "insertRowsPerSecond": round(args.rows / store_insert),
+            "updateRowsPerSecond": round(args.rows / store_update),
+        },
     }
-    name = "ingest" + (f"-preload-{args.preload}" if args.preload else "") + ("-" + args.store.split(":")[0] if args.store else "")
+    name = (
+        "ingest"
+        + (f"-preload-{args.preload}" if args.preload else "")
+        + ("-" + args.store.split(":")[0] if args.store else "")
+    )
     path = save(name, results)
     print(f"insert pass: {results['insert']['rowsPerSecond']:>9,} rows/s ({insert_s:.2f} s)")
     print(f"update pass: {results['update']['rowsPerSecond']:>9,} rows/s ({update_s:.2f} s)")
     print(f"peak RSS:    {peak:>9,.0f} MB")
-    print(f"naive floor: insert {floor_insert:.2f} s, update {floor_update:.2f} s; "
-          f"ours / floor: {results['ratioToFloor']['insert']} and {results['ratioToFloor']['update']}")
-    print(f"store alone: insert {store_insert:.2f} s ({args.rows / store_insert:,.0f} rows/s), "
-          f"update {store_update:.2f} s ({args.rows / store_update:,.0f} rows/s): the bound for any worker")
+    print(
+        f"naive floor: insert {floor_insert:.2f} s, update {floor_update:.2f} s; "
+        f"ours / floor: {results['ratioToFloor']['insert']} and {results['ratioToFloor']['update']}"
+    )
+    print(
+        f"store alone: insert {store_insert:.2f} s ({args.rows / store_insert:,.0f} rows/s), "
+        f"update {store_update:.2f} s ({args.rows / store_update:,.0f} rows/s): the bound for any worker"
+    )
     print(f"results: {path}")
 
 

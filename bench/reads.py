@@ -41,7 +41,9 @@ def visibility(service: Service, tries: int) -> dict:
         visitor = f"visible-{n}"
         service.submit(f"batch=thirdPartyId,seen\n{visitor},yes\n".encode())
         accepted = time.perf_counter()
-        while service.http.get(f"/rest/v1/profiles/thirdPartyId/{visitor}", params={"client": CLIENT}).status_code != 200:
+        while (
+            service.http.get(f"/rest/v1/profiles/thirdPartyId/{visitor}", params={"client": CLIENT}).status_code != 200
+        ):
             time.sleep(0.001)
         delays.append(time.perf_counter() - accepted)
     delays.sort()
@@ -71,18 +73,28 @@ def main() -> None:
                 service.apply(standard_batch(min(500_000, args.profiles - first), first).read_bytes())
             print(f"{args.profiles:,} profiles stored", flush=True)
             idle = wrk(service.url, args.seconds, args.connections, args.profiles)
-            print(f"idle:          {idle['requestsPerSecond']:>7,} req/s  p50 {idle['p50Ms']} ms  p99 {idle['p99Ms']} ms  "
-                  f"p99.9 {idle['p999Ms']} ms", flush=True)
+            print(
+                f"idle:          {idle['requestsPerSecond']:>7,} req/s  p50 {idle['p50Ms']} ms  p99 {idle['p99Ms']} ms  "
+                f"p99.9 {idle['p999Ms']} ms",
+                flush=True,
+            )
             # The batch twice, applied back to back: once no longer outlasts the measurement.
             batch_ids = [service.submit(batch)[0] for _ in range(2)]
             busy = wrk(service.url, args.seconds, args.connections, args.profiles)
-            busy["batchStillApplying"] = service.http.get(f"/api/batches/{batch_ids[-1]}").json()["status"] == "incomplete"
-            print(f"during batch:  {busy['requestsPerSecond']:>7,} req/s  p50 {busy['p50Ms']} ms  p99 {busy['p99Ms']} ms  "
-                  f"p99.9 {busy['p999Ms']} ms  (batch still applying at the end: {busy['batchStillApplying']})", flush=True)
+            busy["batchStillApplying"] = (
+                service.http.get(f"/api/batches/{batch_ids[-1]}").json()["status"] == "incomplete"
+            )
+            print(
+                f"during batch:  {busy['requestsPerSecond']:>7,} req/s  p50 {busy['p50Ms']} ms  p99 {busy['p99Ms']} ms  "
+                f"p99.9 {busy['p999Ms']} ms  (batch still applying at the end: {busy['batchStillApplying']})",
+                flush=True,
+            )
             for batch_id in batch_ids:
                 service.wait(batch_id)
             visible = visibility(service, args.tries)
-            print(f"1-row batch visible after: p50 {visible['p50Ms']} ms, p99 {visible['p99Ms']} ms, max {visible['maxMs']} ms")
+            print(
+                f"1-row batch visible after: p50 {visible['p50Ms']} ms, p99 {visible['p99Ms']} ms, max {visible['maxMs']} ms"
+            )
         finally:
             service.stop()
     path = save("reads", {

@@ -1,6 +1,6 @@
 """Turn bench/results/*.json into the benchmark table of docs/benchmarks.md and bench/results/benchmarks.png.
 
-    python bench/report.py     (bench/ingest, bench/reads and bench/bodies run it after themselves)
+python bench/report.py     (bench/ingest, bench/reads and bench/bodies run it after themselves)
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def rate(results: dict, ingest_pass: str) -> str:
     figures, alone = results[ingest_pass], results.get("storeAlone")
     text = f"{figures['rowsPerSecond']:,} rows/s ({figures['seconds']} s, {results['ratioToFloor'][ingest_pass]} × the floor)"
     if alone:
-        text += f"; the store alone: {alone[ingest_pass + 'RowsPerSecond']:,} rows/s ({alone[ingest_pass + 'Seconds']} s)"
+        text += (
+            f"; the store alone: {alone[ingest_pass + 'RowsPerSecond']:,} rows/s ({alone[ingest_pass + 'Seconds']} s)"
+        )
     return text
 
 
@@ -119,10 +121,20 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
             bars["PostgreSQL\ninsert"] = (postgresql, "insert")
             bars["PostgreSQL\nupdate"] = (postgresql, "update")
         at = range(len(bars))
-        left.bar([x - 0.2 for x in at], [r[p]["rowsPerSecond"] / 1000 for r, p in bars.values()], width=0.4,
-                 color="#4477aa", label="end to end")
-        left.bar([x + 0.2 for x in at], [r.get("storeAlone", {}).get(p + "RowsPerSecond", 0) / 1000 for r, p in bars.values()],
-                 width=0.4, color="#bbbbbb", label="the store alone (bound)")
+        left.bar(
+            [x - 0.2 for x in at],
+            [r[p]["rowsPerSecond"] / 1000 for r, p in bars.values()],
+            width=0.4,
+            color="#4477aa",
+            label="end to end",
+        )
+        left.bar(
+            [x + 0.2 for x in at],
+            [r.get("storeAlone", {}).get(p + "RowsPerSecond", 0) / 1000 for r, p in bars.values()],
+            width=0.4,
+            color="#bbbbbb",
+            label="the store alone (bound)",
+        )
         left.set_xticks(list(at), list(bars))
         left.axhline(150, color="#cc3311", linestyle="--", label="insert target 150k")
         left.axhline(120, color="#ee7733", linestyle=":", label="update target 120k")
@@ -137,7 +149,12 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
         names = ["p50", "p99", "p99.9"]
         for offset, (label, figures) in enumerate((("idle", reads["idle"]), ("batch applying", reads["duringBatch"]))):
             values = [figures["p50Ms"], figures["p99Ms"], figures["p999Ms"]]
-            right.bar([i + offset * 0.4 for i in range(3)], values, width=0.4, label=f"{label} ({figures['requestsPerSecond']:,} req/s)")
+            right.bar(
+                [i + offset * 0.4 for i in range(3)],
+                values,
+                width=0.4,
+                label=f"{label} ({figures['requestsPerSecond']:,} req/s)",
+            )
         right.set_xticks([i + 0.2 for i in range(3)], names)
         right.axhline(10, color="#cc3311", linestyle="--", label="p99 target idle")
         right.axhline(30, color="#ee7733", linestyle=":", label="p99 target during batch")

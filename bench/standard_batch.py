@@ -13,7 +13,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 SEED = 20261123
-HEADER = ["thirdPartyId", "firstName", "city", "category", "loyaltyTier", "lastPurchase", "price", "points", "postalCode"]
+HEADER = [
+    "thirdPartyId",
+    "firstName",
+    "city",
+    "category",
+    "loyaltyTier",
+    "lastPurchase",
+    "price",
+    "points",
+    "postalCode",
+]
 FIRST_NAMES = ["Anaïs", "Björn", "Chloé", "Dmitri", "Élodie", "François", "Günther", "Håkon", "Inés", "José",
                "Łukasz", "Maëlle", "Noémie", "Øyvind", "Renée", "Søren", "Zoë", "Ana", "Li", "Yuki", "Olga",
                "Mohammed", "Priya", "Sarah", "Tomás", "Wei", "Aisha", "Kofi", "Lucía", "Mateus"]  # fmt: skip

@@ -74,7 +74,9 @@ def test_no_secret_is_logged(store_url, tmp_path):
         with_token = {"Authorization": f"Bearer {secret}"}
         httpx.post(f"{server.url}/m2/demo/v2/profile/batchUpdate", content="batch=pcId,a\np1,1\n", headers=with_token)
         httpx.get(f"{server.url}/rest/v1/profiles/p1", params={"client": "demo"}, headers=with_token)
-        httpx.get(f"{server.url}/rest/v1/profiles/p1", params={"client": "demo"}, headers={"Authorization": "Bearer wrong"})
+        httpx.get(
+            f"{server.url}/rest/v1/profiles/p1", params={"client": "demo"}, headers={"Authorization": "Bearer wrong"}
+        )
     log = (tmp_path / f"serve-{server.port}.log").read_text()
     assert "profilestore on" in log
     assert secret not in log and "admin-key-that-must-not-leak" not in log
@@ -110,7 +112,9 @@ def test_only_loopback_ip_addresses_are_local(host, local):
     assert is_loopback(host) is local
 
 
-@pytest.mark.parametrize("field, value, limit", [("dailyRows", 2**31, "2147483647"), ("callsPerMinute", 10**30, "2147483647")])
+@pytest.mark.parametrize(
+    "field, value, limit", [("dailyRows", 2**31, "2147483647"), ("callsPerMinute", 10**30, "2147483647")]
+)
 def test_quotas_beyond_what_the_store_holds_are_400(http, field, value, limit):
     response = http.patch("/api/clients/demo", json={field: value})
     assert response.status_code == 400

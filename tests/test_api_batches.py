@@ -119,7 +119,9 @@ def test_a_row_kept_in_part_cannot_be_resubmitted_as_it_is(http):
     assert row.startswith(b"c1," + b"v" * 8_189)
     assert b"only the first 8%2C192 of its 20%2C009 bytes are kept%2C so it cannot be resubmitted as it is" in row
     resubmitted = apply(http, csv.decode())
-    assert (resubmitted["successfulUpdates"], resubmitted["failedUpdates"]) == (0, 1), "the cut values are never written"
+    assert (resubmitted["successfulUpdates"], resubmitted["failedUpdates"]) == (0, 1), (
+        "the cut values are never written"
+    )
     assert attributes(http, "c1") is None
 
 
@@ -128,7 +130,9 @@ def test_the_failures_file_for_spreadsheets_defuses_formulas(http):
     kept = http.get(f"/api/batches/{record['batchId']}/failures.csv")
     assert kept.text.splitlines()[1].startswith('=HYPERLINK("http://x"),@SUM(1),'), "the batch file is byte for byte"
     safe = http.get(f"/api/batches/{record['batchId']}/failures.csv", params={"variant": "spreadsheet"})
-    assert safe.headers["content-disposition"] == f'attachment; filename="{record["batchId"]}-failed-for-spreadsheets.csv"'
+    assert (
+        safe.headers["content-disposition"] == f'attachment; filename="{record["batchId"]}-failed-for-spreadsheets.csv"'
+    )
     lines = safe.text.splitlines()
     assert lines[1].startswith("'=HYPERLINK(\"http://x\"),'@SUM(1),")
     assert lines[2].startswith("c2,'-2+3,extra,")
@@ -138,7 +142,10 @@ def test_only_a_stuck_batch_has_unprocessed_rows(http):
     record = apply(http, BATCH)
     response = http.get(f"/api/batches/{record['batchId']}/unprocessed.csv")
     assert response.status_code == 409
-    assert response.json()["message"] == f"Batch {record['batchId']} is complete: only a stuck batch has rows left unapplied"
+    assert (
+        response.json()["message"]
+        == f"Batch {record['batchId']} is complete: only a stuck batch has rows left unapplied"
+    )
 
 
 def test_finished_batches_and_their_failed_rows_are_purged_after_the_retention(make_service):

@@ -88,7 +88,9 @@ class TestEveryProtectedPath:
 
     def test_expired_token(self, secured, call):
         response = call(secured, bearer(secured.expired))
-        assert response.status_code == 403 and message(response).startswith("The token expired at 2026-11-24T10:00:00.000")
+        assert response.status_code == 403 and message(response).startswith(
+            "The token expired at 2026-11-24T10:00:00.000"
+        )
 
     def test_revoked_token(self, secured, call):
         response = call(secured, bearer(secured.revoked))
@@ -101,9 +103,13 @@ class TestEveryProtectedPath:
 
 def test_nothing_is_written_without_a_token(secured):
     secured.http.get("/m2/demo/profile/update?mbox3rdPartyId=c1&profile.city=Rome")
-    refused = secured.http.post("/m2/demo/v2/profile/batchUpdate", content="batch=thirdPartyId,city\nc1,Rome\n", headers=FORM)
+    refused = secured.http.post(
+        "/m2/demo/v2/profile/batchUpdate", content="batch=thirdPartyId,city\nc1,Rome\n", headers=FORM
+    )
     assert refused.status_code == 401
-    fetched = secured.http.get("/rest/v1/profiles/thirdPartyId/c1", params={"client": "demo"}, headers=bearer(secured.right))
+    fetched = secured.http.get(
+        "/rest/v1/profiles/thirdPartyId/c1", params={"client": "demo"}, headers=bearer(secured.right)
+    )
     assert fetched.json()["profileAttributes"]["city"]["value"] == "Oslo"
 
 
@@ -169,8 +175,12 @@ def test_upload_wait_with_a_token_of_an_auth_client(secured):
     assert wait_complete(secured.http, batch_id)["successfulUpdates"] == 1
 
 
-@pytest.mark.parametrize("field, value", [("expiresInDays", 1e20), ("keepPreviousHours", 1e20), ("expiresInDays", 36_501)])
+@pytest.mark.parametrize(
+    "field, value", [("expiresInDays", 1e20), ("keepPreviousHours", 1e20), ("expiresInDays", 36_501)]
+)
 def test_a_token_lifetime_beyond_a_century_is_400(secured, field, value):
     # Regression: 1e20 days passed the range of the stored times and answered a plain-text 500.
     response = secured.http.post("/api/clients/demo/tokens", json={field: value})
-    assert response.status_code == 400 and f"{field}: Input should be less than or equal to" in response.json()["message"]
+    assert (
+        response.status_code == 400 and f"{field}: Input should be less than or equal to" in response.json()["message"]
+    )

@@ -98,14 +98,18 @@ def test_tokens_and_auth_from_the_command_line(store_url, tmp_path):
         assert refused.returncode == 1 and "401: Client demo requires authentication" in refused.stderr
         uploaded = cli("upload", str(batch), "--client", "demo", "--wait", "--token", secret, url=server.url)
         assert "1 applied" in uploaded.stdout, uploaded.stderr
-        fetched = cli("profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url)
+        fetched = cli(
+            "profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url
+        )
         assert '"value": "Oslo"' in fetched.stdout
 
         listed = cli("token", "list", "demo", "--admin-key", "adm", url=server.url)
         token_id = listed.stdout.split()[0]
         assert "live" in listed.stdout and secret not in listed.stdout
         assert cli("token", "revoke", "demo", token_id, "--admin-key", "adm", url=server.url).returncode == 0
-        revoked = cli("profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url)
+        revoked = cli(
+            "profile", "get", "crm-1", "--client", "demo", "--third-party-id", "--token", secret, url=server.url
+        )
         assert "403: The token was revoked" in revoked.stderr
         assert "401: The admin API needs" in cli("token", "list", "demo", url=server.url).stderr
 

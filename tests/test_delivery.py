@@ -113,7 +113,10 @@ def test_name_over_128_characters(http):
 
 def test_value_over_the_limit(make_service):
     http = make_service(max_delivery_value=10)
-    rejected(deliver(http, page_load({"a": "x" * 11})), "execute.pageLoad.profileParameters.a: the value is 11 characters, the limit is 10")
+    rejected(
+        deliver(http, page_load({"a": "x" * 11})),
+        "execute.pageLoad.profileParameters.a: the value is 11 characters, the limit is 10",
+    )
 
 
 def test_null_and_object_values(http):
@@ -155,13 +158,17 @@ def test_id_of_the_wrong_type(http):
 def test_nan_and_infinity_are_refused_and_nothing_is_written(http, value):
     # Regression: Python's json took them, the write was committed, and the answer was a 500.
     body = b'{"id": {"thirdPartyId": "c1"}, "execute": {"pageLoad": {"profileParameters": {"a": %s}}}}' % value.encode()
-    rejected(http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON")
+    rejected(
+        http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON"
+    )
     assert profile_record(http, "thirdPartyId", "c1")["status"] == 404
 
 
 def test_deeply_nested_json_is_refused(http):
     body = b'{"context": ' + b"[" * 5000 + b"]" * 5000 + b"}"
-    rejected(http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON")
+    rejected(
+        http.post("/rest/v1/delivery", params={"client": "demo", "sessionId": "s"}, content=body), "not valid JSON"
+    )
 
 
 def test_a_body_of_256_kb_or_more_is_refused_by_default(http):

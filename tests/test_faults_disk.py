@@ -11,11 +11,20 @@ import httpx
 import pytest
 
 from faults import SmallDisk, need_root
-from test_cli import cli
 from support import (
-    FakeClock, accepted_id, attributes, eventually, numbered_rows, serve_process, started, submit, table_rows,
-    wait_complete, xml_fields,
+    FakeClock,
+    accepted_id,
+    attributes,
+    eventually,
+    numbered_rows,
+    serve_process,
+    started,
+    submit,
+    table_rows,
+    wait_complete,
+    xml_fields,
 )  # fmt: skip
+from test_cli import cli
 
 pytestmark = pytest.mark.slow  # real full disks (tmpfs) under real processes
 
@@ -63,7 +72,9 @@ def test_a_disk_that_fills_during_a_batch_then_frees_loses_no_row(disk, tmp_path
         done, later = wait_complete(http, first), wait_complete(http, second)
         assert (done["consumedCount"], done["successfulUpdates"], done["failedUpdates"]) == (60_000, 60_000, 0)
         assert done["lastError"] is None and done["failedAttempts"] == 0
-        assert later["startedAt"] >= done["finishedAt"], "the later batch did not overtake the one caught by the full disk"
+        assert later["startedAt"] >= done["finishedAt"], (
+            "the later batch did not overtake the one caught by the full disk"
+        )
         assert attributes(http, "c0") == {"v": "second", "n": "0"}
         assert attributes(http, "c59999") == {"v": "first", "n": "59999"}
     assert table_rows(store_url, "profiles") == 60_000

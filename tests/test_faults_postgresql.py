@@ -11,7 +11,15 @@ import pytest
 
 from faults import CuttableProxy, terminate_connections, with_application_name
 from support import (
-    accepted_id, attributes, eventually, numbered_rows, serve_process, started, submit, table_rows, wait_complete,
+    accepted_id,
+    attributes,
+    eventually,
+    numbered_rows,
+    serve_process,
+    started,
+    submit,
+    table_rows,
+    wait_complete,
     xml_fields,
 )  # fmt: skip
 
@@ -79,7 +87,11 @@ def test_while_the_database_is_out_of_reach_calls_answer_503_and_batches_wait(po
             later = accepted_id(eventually(lambda: (r := submit(http, numbered_rows("second", 10))).status_code == 200 and r,
                                            "accepted once the database was back"))  # fmt: skip
             record = wait_complete(http, waiting)
-            assert (record["consumedCount"], record["successfulUpdates"], record["failedUpdates"]) == (50_000, 50_000, 0)
+            assert (record["consumedCount"], record["successfulUpdates"], record["failedUpdates"]) == (
+                50_000,
+                50_000,
+                0,
+            )
             assert wait_complete(http, later)["successfulUpdates"] == 10
             assert attributes(http, "c0") == {"v": "second", "n": "0"}
             assert attributes(http, "c49999") == {"v": "first", "n": "49999"}

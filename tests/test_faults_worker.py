@@ -48,7 +48,9 @@ def problems_until_healthy(http: httpx.Client, once=lambda: True) -> list[str]:
 
 def test_a_worker_process_whose_loop_dies_exits_with_its_status(store_url, tmp_path):
     command = [sys.executable, "-m", "profilestore", "worker", "--store", store_url]
-    died = subprocess.run(command, env={**os.environ, **dying_once(tmp_path)}, capture_output=True, text=True, timeout=60)
+    died = subprocess.run(
+        command, env={**os.environ, **dying_once(tmp_path)}, capture_output=True, text=True, timeout=60
+    )
     assert died.returncode == EXIT_STALLED
     assert "the worker thread died" in died.stderr
     assert "the process exits so that it is started again" in died.stderr
@@ -74,7 +76,9 @@ def test_serve_kills_and_replaces_a_frozen_worker_process(store_url, tmp_path):
         batch_id = accepted_id(submit(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n"))
         eventually(lambda: http.get("/api/health").status_code == 503, "unhealthy")
         seen = problems_until_healthy(http)
-        assert any(p.startswith("the worker process had not reported for") and "and was killed" in p for p in seen), seen
+        assert any(p.startswith("the worker process had not reported for") and "and was killed" in p for p in seen), (
+            seen
+        )
         eventually(lambda: _gone(frozen), f"saw the frozen worker {frozen} killed")
         assert wait_complete(http, batch_id)["successfulUpdates"] == 1, "its replacement applied the batch"
         (replacement,) = _children(server.process.pid)

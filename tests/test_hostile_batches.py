@@ -26,7 +26,10 @@ pieces = st.sampled_from([
 cells = st.lists(pieces, max_size=4).map(b"".join)
 lines = st.one_of(st.lists(cells, min_size=1, max_size=5).map(b",".join), st.sampled_from([b"", b"\r"]))
 batches = st.tuples(
-    st.sampled_from(["pcId", "thirdPartyId"]), st.integers(1, 3), st.lists(lines, max_size=12), st.booleans(),
+    st.sampled_from(["pcId", "thirdPartyId"]),
+    st.integers(1, 3),
+    st.lists(lines, max_size=12),
+    st.booleans(),
     st.sampled_from([1, 2]),
 )
 clients = (f"hostile{n}" for n in itertools.count())

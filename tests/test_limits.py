@@ -48,10 +48,14 @@ def test_a_single_update_past_the_cap_is_refused(make_service):
 
 def test_a_delivery_update_or_merge_past_the_cap_is_refused(make_service):
     http = make_service(max_profile_bytes=20)
-    response = deliver(http, {"id": {"thirdPartyId": "c1"}, "execute": {"pageLoad": {"profileParameters": {"a": "x" * 30}}}})
+    response = deliver(
+        http, {"id": {"thirdPartyId": "c1"}, "execute": {"pageLoad": {"profileParameters": {"a": "x" * 30}}}}
+    )
     assert response.status_code == 400 and "over the limit of 20" in response.json()["message"]
     apply(http, "batch=thirdPartyId,a\nc1,1234567890\n")
-    anonymous = deliver(http, {"execute": {"pageLoad": {"profileParameters": {"b": "1234567890"}}}}).json()["id"]["tntId"]
+    anonymous = deliver(http, {"execute": {"pageLoad": {"profileParameters": {"b": "1234567890"}}}}).json()["id"][
+        "tntId"
+    ]
     merge = deliver(http, {"id": {"tntId": anonymous, "thirdPartyId": "c1"}})
     assert merge.status_code == 400
     assert attributes(http, "c1") == {"a": "1234567890"}

@@ -35,13 +35,17 @@ def sdk() -> Path:
 def test_get_offers_with_profile_parameters_and_a_third_party_id(sdk, store_url, tmp_path):
     with serve_process(store_url, tmp_path, env={"PROFILESTORE_CLIENT_ORGS": f"demo={ORG}"}) as server:
         domain = server.url.removeprefix("http://")
-        run = subprocess.run(["node", str(sdk), domain, ORG, "demo", "crm-42"], capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            ["node", str(sdk), domain, ORG, "demo", "crm-42"], capture_output=True, text=True, timeout=60
+        )
         assert run.returncode == 0, run.stderr
         result = json.loads(run.stdout)
         assert result["response"]["status"] == 200
         assert result["response"]["id"]["thirdPartyId"] == "crm-42"
         tnt_id = result["response"]["id"]["tntId"]
-        assert f"PC#{tnt_id}#" in result["targetCookie"]["value"], "the SDK keeps the visitor's tntId in its mbox cookie"
+        assert f"PC#{tnt_id}#" in result["targetCookie"]["value"], (
+            "the SDK keeps the visitor's tntId in its mbox cookie"
+        )
 
         http = httpx.Client(base_url=server.url)
         expected = {"favoriteColor": "green", "visits": "3", "heroSeen": "yes"}

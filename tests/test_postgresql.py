@@ -72,8 +72,11 @@ def test_a_store_of_an_earlier_version_keeps_its_profiles_when_migrated(postgres
         conn.execute(MIGRATIONS_TABLE)
         conn.execute("INSERT INTO profilestore_migrations (version, name) VALUES (1, 'initial')")
         now = int(time.time() * 1000)
-        conn.execute("""INSERT INTO profiles VALUES ('demo', 'tnt1', %(now)s, %(now)s, 'c1', NULL,
-            '{"city": ["Zürich", 1, 0], "tier": ["gold", 1, 0]}', %(now)s, %(now)s / 3600000)""", {"now": now})
+        conn.execute(
+            """INSERT INTO profiles VALUES ('demo', 'tnt1', %(now)s, %(now)s, 'c1', NULL,
+            '{"city": ["Zürich", 1, 0], "tier": ["gold", 1, 0]}', %(now)s, %(now)s / 3600000)""",
+            {"now": now},
+        )
     app = create_app(Settings(store=postgresql_url))  # migrates as it starts
     with TestClient(app, client=("127.0.0.1", 50000)) as http:
         assert attributes(http, "c1") == {"city": "Zürich", "tier": "gold"}

@@ -43,7 +43,9 @@ def test_a_deleted_visitor_who_comes_back_starts_afresh(http, visitor):
 
 def test_unknown_namespace_and_unknown_visitor(http, visitor):
     bad = http.get("/api/clients/demo/privacy/EMAIL/x")
-    assert bad.status_code == 400 and bad.json()["message"] == "Unknown namespace 'EMAIL': use TNTID, THIRDPARTYID or ECID"
+    assert (
+        bad.status_code == 400 and bad.json()["message"] == "Unknown namespace 'EMAIL': use TNTID, THIRDPARTYID or ECID"
+    )
     assert http.delete("/api/clients/demo/privacy/THIRDPARTYID/nobody").status_code == 404
 
 
@@ -67,5 +69,9 @@ def test_a_visitor_with_failed_rows_and_no_profile_can_be_deleted(http):
     record = apply(http, "batch=thirdPartyId,city\nc9,bad%zz\nc%39,Oslo,extra\n")
     response = http.delete("/api/clients/demo/privacy/THIRDPARTYID/c9")
     assert response.status_code == 200
-    assert response.json() == {"deleted": {"client": "demo", "ids": ["c9"]}, "profileFound": False, "failedRowsRemoved": 2}
+    assert response.json() == {
+        "deleted": {"client": "demo", "ids": ["c9"]},
+        "profileFound": False,
+        "failedRowsRemoved": 2,
+    }
     assert http.get(f"/api/batches/{record['batchId']}/failures").json()["failedRows"] == []

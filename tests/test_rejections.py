@@ -121,7 +121,11 @@ def test_invalid_client_code(stored):
 
 
 def test_nul_in_a_header_name(stored):
-    refused(submit(stored, "batch=pcId,ci%00ty\nc1,Oslo\n"), 400, "Header column 2 ('ci%00ty'): the NUL character (%00) is not allowed")
+    refused(
+        submit(stored, "batch=pcId,ci%00ty\nc1,Oslo\n"),
+        400,
+        "Header column 2 ('ci%00ty'): the NUL character (%00) is not allowed",
+    )
 
 
 def test_lines_ended_by_cr_alone_are_refused_naming_the_line_ends(stored):

@@ -67,7 +67,9 @@ def test_post_over_60_kb_is_413(known):
 
 def test_post_under_60_kb_is_fine(known):
     body = f"mbox3rdPartyId=c1&profile.x={'a' * 60_000}".encode()
-    assert known.post(URL, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+    assert (
+        known.post(URL, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+    )
 
 
 def test_request_limits_are_configurable(make_service):
@@ -77,16 +79,26 @@ def test_request_limits_are_configurable(make_service):
 
 
 def test_attribute_name_over_128_characters(known):
-    refused(known.get(f"{URL}?mbox3rdPartyId=c1&profile.{'n' * 129}=1"), 400, "the attribute name is 129 characters, the limit is 128")
+    refused(
+        known.get(f"{URL}?mbox3rdPartyId=c1&profile.{'n' * 129}=1"),
+        400,
+        "the attribute name is 129 characters, the limit is 128",
+    )
 
 
 def test_malformed_percent_encoding_names_the_parameter(known):
-    refused(known.get(f"{URL}?mbox3rdPartyId=c1&profile.city=%zz"), 400, "Parameter 'profile.city': invalid percent-encoding")
+    refused(
+        known.get(f"{URL}?mbox3rdPartyId=c1&profile.city=%zz"),
+        400,
+        "Parameter 'profile.city': invalid percent-encoding",
+    )
     assert attributes(known, "c1")["city"] == "Oslo"
 
 
 def test_nul_is_refused_by_name(known):
-    refused(known.get(f"{URL}?mbox3rdPartyId=c1&profile.city=Os%00lo"), 400, "Parameter 'profile.city': the NUL character")
+    refused(
+        known.get(f"{URL}?mbox3rdPartyId=c1&profile.city=Os%00lo"), 400, "Parameter 'profile.city': the NUL character"
+    )
     assert attributes(known, "c1")["city"] == "Oslo"
 
 

@@ -43,7 +43,7 @@ def test_thousands_of_slow_connections_are_cut_off_and_others_are_served(store_u
             slow.append(connection)
         for connection in slow:
             connection.sendall(b"X-Slow: 1")  # a byte now and then does not keep a connection open
-        for n in range(20):
+        for _ in range(20):
             assert http.get("/api/health/live").status_code == 200
             assert http.get("/rest/v1/profiles/nobody", params={"client": "demo"}).status_code == 404
         record = apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")
@@ -79,12 +79,16 @@ def test_slow_uploads_holding_every_turn_make_other_large_ones_try_again_later(s
     with serve_process(store_url, tmp_path, env) as server:
         http = httpx.Client(base_url=server.url, timeout=60)
         slow = socket.create_connection(("127.0.0.1", server.port))
-        slow.sendall(b"POST /m2/demo/v2/profile/batchUpdate HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\nbatch=")
+        slow.sendall(
+            b"POST /m2/demo/v2/profile/batchUpdate HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\nbatch="
+        )
         large = "batch=thirdPartyId,note\n" + "".join(f"c{i},{'x' * 100}\n" for i in range(15_000))
         try:
             refused = eventually(lambda: (r := submit(http, large)).status_code == 503 and r, "refused for now")
-            assert xml_fields(refused)["message"] == ("The service is receiving as many large batches as it takes at "
-                                                      "once (PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds")
+            assert xml_fields(refused)["message"] == (
+                "The service is receiving as many large batches as it takes at "
+                "once (PROFILESTORE_MAX_CONCURRENT_UPLOADS); try again in a few seconds"
+            )
             assert int(refused.headers["Retry-After"]) > 0
             assert apply(http, "batch=thirdPartyId,city\ncrm-1,Oslo\n")["successfulUpdates"] == 1, "small ones go on"
         finally:

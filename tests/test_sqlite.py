@@ -23,7 +23,12 @@ def test_a_file_of_the_first_version_keeps_its_batches_and_failed_rows(tmp_path)
     store = open_store(f"sqlite:///{path}")
     try:
         batch = store.batch(1)
-        assert (batch.state, batch.last_error, batch.failing_since_ms, batch.next_attempt_ms) == ("complete", None, None, None)
+        assert (batch.state, batch.last_error, batch.failing_since_ms, batch.next_attempt_ms) == (
+            "complete",
+            None,
+            None,
+            None,
+        )
         (row,) = store.failed_rows(1)
         assert (row.id, row.raw, row.raw_length) == ("c1", b"c1,a%zz", 7)
     finally:

@@ -54,7 +54,10 @@ def test_a_queued_batch_is_incomplete(make_service):
 def test_unknown_batch_id_is_404(http):
     response = status(http, "demo-1700000000000-99")
     assert response.status_code == 404
-    assert xml_fields(response) == {"success": "false", "message": "No batch found with batchId=demo-1700000000000-99 for client demo"}
+    assert xml_fields(response) == {
+        "success": "false",
+        "message": "No batch found with batchId=demo-1700000000000-99 for client demo",
+    }
 
 
 def test_malformed_batch_id_is_404(http):

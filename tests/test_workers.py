@@ -64,7 +64,9 @@ def test_each_clients_batches_apply_in_acceptance_order_across_workers(store_url
         assert attributes(nodes[0], "v0", "beta") == {"value": "beta-3"}, "the batch accepted last wins"
     for client, batches in records.items():
         for earlier, later in zip(batches, batches[1:]):
-            assert later["startedAt"] >= earlier["finishedAt"], f"{client}: a batch began before the one accepted earlier ended"
+            assert later["startedAt"] >= earlier["finishedAt"], (
+                f"{client}: a batch began before the one accepted earlier ended"
+            )
     assert sum(1 for n in logged(tmp_path, 3, "applying batch") if n) >= 2, "the workers shared the work"
     for client in sent:
         values = query(store_url, f"SELECT count(*) FROM batches WHERE client = '{client}' AND successful = 3000")
@@ -81,7 +83,9 @@ def test_workers_never_apply_a_chunk_twice(store_url, tmp_path):
             failing = len(range(0, size, fail_every))
             assert (record["consumedCount"], record["successfulUpdates"]) == (size, size - failing)
             assert record["failedUpdates"] == failing
-            failures = http.get(f"/api/batches/{record['batchId']}/failures", params={"limit": 1000}).json()["failedRows"]
+            failures = http.get(f"/api/batches/{record['batchId']}/failures", params={"limit": 1000}).json()[
+                "failedRows"
+            ]
             assert [f["line"] for f in failures] == [i + 2 for i in range(0, size, fail_every)]
             assert attributes(http, f"c{size - 1}") == {"n": str(size - 1)}
     assert table_rows(store_url, "profiles") == size - failing

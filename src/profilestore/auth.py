@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from cachetools import TTLCache
 
 from .clients import check_client
 from .config import Settings
 from .errors import BadRequest, Forbidden, NotFound, Unauthenticated
-from .times import DAY_MS, HOUR_MS, iso_ms, now_ms
 from .store.base import ClientConfig, Store, Token, WriteTx
+from .times import DAY_MS, HOUR_MS, iso_ms, now_ms
 
 TOKEN_PREFIX = "pst_"
 CONFIG_TTL_MS = 1_000  # how long another process may go on with a client's previous settings

@@ -10,8 +10,8 @@ attempt fails.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
 from urllib.parse import quote
 
 from .batchfile import Header, Row, count_rows, parse_header, parse_rows, take_lines
@@ -20,7 +20,7 @@ from .config import Settings
 from .errors import BadRequest, InWrongState, NoLongerStored, NotFound, ProfileTooLarge, TooLarge
 from .ids import parse_batch_id
 from .limits import Pacer, check_daily_rows
-from .model import BatchState, Batch, FailedRow, Profile
+from .model import Batch, BatchState, FailedRow, Profile
 from .profiles import batch_write_order, new_profile, profiles_for_write, set_attributes
 from .store.base import Store, StoreUnavailable, WriteTx
 from .times import DAY_MS, HOUR_MS, MINUTE_MS, now_ms, utc_day_start
@@ -101,7 +101,12 @@ class BatchService:
         """The batch with this id (and of this client, if given); NotFound otherwise."""
         parsed = parse_batch_id(batch_id_text)
         batch = self.store.batch(parsed[2]) if parsed else None
-        if parsed is None or batch is None or (batch.client, batch.accepted_ms) != parsed[:2] or client not in (None, batch.client):
+        if (
+            parsed is None
+            or batch is None
+            or (batch.client, batch.accepted_ms) != parsed[:2]
+            or client not in (None, batch.client)
+        ):
             raise NotFound(f"No batch found with batchId={batch_id_text}" + (f" for client {client}" if client else ""))
         return batch
 
@@ -131,7 +136,7 @@ class BatchService:
         payload = self.store.batch_payload(batch.seq)
         if payload is None:
             raise NoLongerStored(f"The bytes of batch {batch.id} are no longer stored: {batch.stuck_reason}")
-        return batch.header + b"\n" + payload[batch.cursor:]
+        return batch.header + b"\n" + payload[batch.cursor :]
 
     def _all_failed_rows(self, seq: int) -> Iterator[FailedRow]:
         """Every failed row of the batch, a page at a time (a batch may have 500,000)."""
@@ -142,7 +147,9 @@ class BatchService:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def apply_batch(self, batch: Batch, pacer: Pacer, stopping: Callable[[], bool], progressed: Callable[[], None]) -> Batch:
+    def apply_batch(
+        self, batch: Batch, pacer: Pacer, stopping: Callable[[], bool], progressed: Callable[[], None]
+    ) -> Batch:
         """Apply the batch from its cursor, a chunk per transaction, until it is finished or
         stopping() says to stop; progressed() is called after each chunk. The pacer sizes the
         chunks and pauses between them inside an ingestion window. A batch whose bytes are
@@ -287,7 +294,9 @@ class BatchService:
         return self.store.write(batch.client, give_up)
 
     def _stuck(self, tx: WriteTx, batch: Batch, reason: str) -> Batch:
-        stuck = replace(batch, state=BatchState.STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None)
+        stuck = replace(
+            batch, state=BatchState.STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None
+        )
         tx.update_batch(stuck)
         return stuck
 
@@ -313,7 +322,9 @@ def read_chunk(header: Header, payload: bytes, cursor: int, cursor_line: int, ma
     return Chunk(parse_rows(header, lines), cursor, end, end_line)
 
 
-def merge_rows(tx: WriteTx, batch: Batch, key: str, rows: list[Row | FailedRow], now: int, settings: Settings) -> Merged:
+def merge_rows(
+    tx: WriteTx, batch: Batch, key: str, rows: list[Row | FailedRow], now: int, settings: Settings
+) -> Merged:
     """Merge the good rows into their profiles, in file order, without writing them. v1
     updates existing profiles only; v2 creates the missing ones. A row that would pass the
     profile size cap fails alone and changes nothing."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence, cast
+from typing import NamedTuple, cast
 from urllib.parse import unquote_to_bytes
 
 from .errors import BadRequest
@@ -74,7 +75,7 @@ def parse_header(payload: bytes | bytearray) -> Header:
     if b"\r" in line:
         raise BadRequest("The file's lines end with CR alone (an old Mac text file): save it with LF or CRLF line ends")
     try:
-        cells = line[len(PREFIX):].decode("utf-8").split(",")
+        cells = line[len(PREFIX) :].decode("utf-8").split(",")
     except UnicodeDecodeError:
         raise BadRequest("The header line is not valid UTF-8") from None
     names = [_header_name(i, cell) for i, cell in enumerate(cells, start=1)]
@@ -221,7 +222,9 @@ def parse_row(header: Header, line_no: int, raw: bytes) -> Row | FailedRow:
         return FailedRow.kept(line_no, _id_of_undecodable(raw), "the line is not valid UTF-8", raw)
     cells = text.split(",")
     if len(cells) > header.width:
-        return FailedRow.kept(line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw)
+        return FailedRow.kept(
+            line_no, _id_as_sent(cells[0]), f"{len(cells)} fields, but the header has {header.width}", raw
+        )
     try:
         visitor_id = decode_cell(cells[0])
     except ValueError as e:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 from xml.etree import ElementTree
 
 import click
@@ -62,7 +62,9 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     from .web import create_app, server
 
     settings = _checked(
-        Settings.from_env(store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None)
+        Settings.from_env(
+            store=store, data_dir=data_dir, public_url=public_url, run_worker=False if no_worker else None
+        )
     )
     _opened(settings).close()  # a store problem stops serve here, with its message
     console.print(f"profilestore on http://{host}:{port} with store {settings.store_url}")
@@ -126,7 +128,9 @@ def upload(file: Path, client: str, v1: bool, wait: bool, token: str | None, url
     """Submit a batch file, as `curl --data-binary @FILE` would."""
     path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
     with _service(url, token) as http:
-        answer = http.post(path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+        answer = http.post(
+            path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         batch_id = _xml(answer)["batchId"]
         console.print(f"accepted batch [bold]{batch_id}[/bold]")
         if wait:

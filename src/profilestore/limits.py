@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
-from typing import Callable
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cachetools import TTLCache
@@ -70,7 +70,7 @@ class IngestWindow:
     rows_per_second: int
 
     def contains(self, now_ms: int) -> bool:
-        local = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).astimezone(self.zone)
+        local = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(self.zone)
         return local.weekday() in self.days and self.start <= local.time() < self.end
 
     def reason(self) -> str:
@@ -121,7 +121,9 @@ class Pacer:
     pause after a chunk that holds the window's rate. The worker makes it (it owns the windows
     and the way to sleep); the batch service calls it between chunks."""
 
-    def __init__(self, windows: list[IngestWindow], chunk_rows: int, clock: Callable[[], int], sleep: Callable[[float], object]):
+    def __init__(
+        self, windows: list[IngestWindow], chunk_rows: int, clock: Callable[[], int], sleep: Callable[[float], object]
+    ):
         self.windows, self.rows, self.clock, self.sleep = windows, chunk_rows, clock, sleep
 
     def window(self) -> IngestWindow | None:

@@ -3,8 +3,8 @@ Service names them) and the deletion of single attributes, which Target does not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .config import Settings
 from .errors import BadRequest, NotFound, ProfileNotFound
@@ -12,6 +12,7 @@ from .model import Profile, storable
 from .profiles import delete_attribute, live_profile, profiles_for_write
 from .store.base import Store, WriteTx
 from .times import now_ms
+
 
 @dataclass(frozen=True)
 class Deletion:
@@ -41,7 +42,9 @@ class PrivacyService:
 
     def access(self, client: str, namespace: str, visitor_id: str) -> tuple[Profile, list[str]]:
         """Everything stored about the visitor: the profile, and the tntIds merged into it."""
-        profile = live_profile(self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms)
+        profile = live_profile(
+            self.store, client, id_kind(namespace), visitor_id, self.clock(), self.settings.lifetime_ms
+        )
         return profile, self.store.merged_tnt_ids(client, profile.tnt_id)
 
     def delete(self, client: str, namespace: str, visitor_id: str) -> Deletion:

@@ -150,7 +150,10 @@ def link_visitor(
     neither merged nor taken over, and a new thirdPartyId gets a profile of its own. A merge
     that would pass the profile size cap is refused (ProfileTooLarge)."""
     asked = (("thirdPartyId", ids.third_party_id), ("marketingCloudVisitorId", ids.mcvid), ("tntId", ids.tnt_id))
-    owners = {kind: value and profiles_for_write(tx, client, kind, [value], now, lifetime_ms).get(value) for kind, value in asked}
+    owners = {
+        kind: value and profiles_for_write(tx, client, kind, [value], now, lifetime_ms).get(value)
+        for kind, value in asked
+    }
     found: list[Profile] = []
     for profile in owners.values():
         if profile and all(profile is not f for f in found):
@@ -162,7 +165,11 @@ def link_visitor(
     winner.third_party_id = winner.third_party_id or ids.third_party_id
     merged = []
     for other in found:
-        if other is winner or _differ(other.third_party_id, winner.third_party_id) or _differ(other.mcvid, winner.mcvid):
+        if (
+            other is winner
+            or _differ(other.third_party_id, winner.third_party_id)
+            or _differ(other.mcvid, winner.mcvid)
+        ):
             continue
         merge_into(winner, other, now)
         tx.retire_profile(client, other.tnt_id, winner.tnt_id)

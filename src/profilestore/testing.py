@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import httpx
 
@@ -42,7 +42,9 @@ class ServeProcess:
         """Start it (again, after a kill) and return once it answers /api/health/live."""
         command = [sys.executable, "-m", "profilestore", "serve", "--port", str(self.port), "--store", self.store_url]
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen([*command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [*command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

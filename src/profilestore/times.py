@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -22,5 +22,5 @@ def iso_ms(epoch_ms: int | None) -> str | None:
     """ISO-8601 with milliseconds and an offset, as Target writes modifiedAt."""
     if epoch_ms is None:
         return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds")

@@ -3,7 +3,7 @@ in-page updates through the Delivery API (which link the visitor's ids and creat
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .clients import check_client
 from .config import Settings
@@ -65,5 +65,6 @@ class UpdateService:
             if not name:
                 raise BadRequest(f"Parameter {prefix!r} has no attribute name")
             if len(name) > limit:
-                raise BadRequest(f"Parameter {prefix}{name[:40]}…: the attribute name is {len(name)} characters, the limit is {limit}"
+                raise BadRequest(
+                    f"Parameter {prefix}{name[:40]}…: the attribute name is {len(name)} characters, the limit is {limit}"
                 )

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
 
 import orjson
 
@@ -175,7 +175,9 @@ class Worker:
         self._last_purge = now
         lifetime_ms = self.settings.lifetime_ms
         if lifetime_ms:
-            self._purge_all(lambda limit: purge_expired(self.store, self.clock(), lifetime_ms, limit), "expired profiles")
+            self._purge_all(
+                lambda limit: purge_expired(self.store, self.clock(), lifetime_ms, limit), "expired profiles"
+            )
         self._purge_all(self.batches.purge_finished, "batches past their retention")
 
     def _purge_all(self, purge_some: Callable[[int], int], what: str) -> None:

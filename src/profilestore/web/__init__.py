@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable, Protocol
+from typing import Protocol
 
 from fastapi import FastAPI
 
 from ..auth import AuthService
 from ..batches import BatchService
 from ..config import Settings
-from ..times import now_ms
 from ..limits import CallLimiter
 from ..privacy import PrivacyService
 from ..store import open_store
+from ..times import now_ms
 from ..updates import UpdateService
 from ..worker import Failing, Worker, WorkerThread
 from . import api, bulk, delivery, errors, health, profiles, single

@@ -180,8 +180,6 @@ def revoke_token(client: str, token_id: str, service: AuthService = Depends(auth
     return token_json(service.revoke(client, token_id), service.clock())
 
 
-
-
 # -- privacy requests -------------------------------------------------------------------------
 
 

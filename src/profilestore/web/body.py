@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -26,7 +26,9 @@ async def read_batch(request: Request, limit: int, turn: UploadTurn) -> bytes | 
     if encoding == "gzip":
         body = await _gunzip(body, limit, turn)
     elif encoding not in ("identity", ""):
-        raise UnsupportedMediaType(f"Unsupported Content-Encoding {encoding!r}: send the batch plain or gzip-compressed")
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Encoding {encoding!r}: send the batch plain or gzip-compressed"
+        )
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         body = await _single_file(request, body)
     # A batch file always starts with `batch=`, so gzip's magic number can only mean a .gz file.

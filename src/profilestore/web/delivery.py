@@ -10,15 +10,15 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-import orjson
 from fastapi.responses import JSONResponse
 
 from ..clients import resolve_client
 from ..errors import BadRequest, TooLarge
-from ..profiles import VisitorIds
 from ..model import NUL_PROBLEM, Profile, storable
+from ..profiles import VisitorIds
 from ..updates import UpdateService
 from .body import read_capped
 from .deps import updates
@@ -33,7 +33,11 @@ SESSION_ID_FORBIDDEN = set("?{}/")
 
 @router.post("/rest/v1/delivery")
 async def delivery(
-    request: Request, client: str = "", sessionId: str = "", imsOrgId: str = "", service: UpdateService = Depends(updates)
+    request: Request,
+    client: str = "",
+    sessionId: str = "",
+    imsOrgId: str = "",
+    service: UpdateService = Depends(updates),
 ) -> JSONResponse:
     settings = service.settings
     limit = settings.max_delivery_bytes

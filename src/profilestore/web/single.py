@@ -28,7 +28,7 @@ async def update(client: str, request: Request, service: UpdateService = Depends
     id_kind, visitor_id = ids[-1]
     if not visitor_id:
         raise BadRequest(f"Parameter {'mboxPC' if id_kind == 'tntId' else 'mbox3rdPartyId'} is empty")
-    values = {name[len(PROFILE_PREFIX):]: value for name, value in params if name.startswith(PROFILE_PREFIX)}
+    values = {name[len(PROFILE_PREFIX) :]: value for name, value in params if name.startswith(PROFILE_PREFIX)}
     if not values:
         raise BadRequest("No profile.NAME=VALUE parameters: nothing to update")
     await run_in_threadpool(service.update_profile, client, id_kind, visitor_id, values)

@@ -9,7 +9,6 @@ from fastapi.responses import Response
 
 from ..model import Batch, FailedRow
 
-
 # Characters XML 1.0 cannot carry at all, even escaped; a percent-decoded id may hold them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
