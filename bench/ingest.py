@@ -3,10 +3,10 @@
 Starts the service with its default settings on a fresh store, submits the standard batch over
 HTTP as a client does, polls until it is complete, and reports rows per second from the first
 byte sent to `complete`, for an insert pass (new profiles) and an update pass (the same ids
-again), the service's peak memory, the naive floor (the same file parsed with the stdlib csv
-module and upserted with one executemany into a plain SQLite table), and the store alone: the
-time the store takes to look up and write the profiles the batch made, in the worker's chunks,
-which bounds what any worker could reach.
+again), the CPU time per row and the peak memory of `serve` and its worker, the naive floor
+(the same file parsed with the stdlib csv module and upserted with one executemany into a
+plain SQLite table), and the store alone: the time the store takes to look up and write the
+profiles the batch made, in the worker's chunks, which bounds what any worker could reach.
 
     bench/ingest [--preload 10000000] [--rows 500000] [--store postgresql://…] [--update-passes N]
 
@@ -101,11 +101,14 @@ def main() -> None:
                 _, seconds = service.apply(standard_batch(args.rows, first).read_bytes())
                 preload_seconds += seconds
                 print(f"preloaded {first:,} profiles ({seconds:.1f} s for the last {args.rows:,})", flush=True)
+            cpu = [service.cpu_seconds()]
             insert, insert_s = service.apply(batch)
+            cpu.append(service.cpu_seconds())
             table = [service.profiles_table()]
             updates = []
             for _ in range(args.update_passes):
                 updates.append(service.apply(batch))
+                cpu.append(service.cpu_seconds())
                 table.append(service.profiles_table())
                 print(
                     f"update pass {len(updates)}: {args.rows / updates[-1][1]:,.0f} rows/s; profiles table {table[-1]}",
@@ -136,6 +139,11 @@ def main() -> None:
         "laterUpdatePasses": [{"seconds": round(s, 2), "rowsPerSecond": round(args.rows / s)} for _, s in updates[1:]],
         "profilesTable": table if args.store else None,
         "peakRssMB": round(peak),
+        # serve's and its worker's, per row (PostgreSQL's own is not in it)
+        "cpuMicrosecondsPerRow": {
+            "insert": round((cpu[1] - cpu[0]) / args.rows * 1e6, 1),
+            "update": round((cpu[2] - cpu[1]) / args.rows * 1e6, 1),
+        },
         "floor": {"insertSeconds": round(floor_insert, 2), "updateSeconds": round(floor_update, 2)},
         "ratioToFloor": {"insert": round(insert_s / floor_insert, 2), "update": round(update_s / floor_update, 2)},
         "storeAlone": {
@@ -153,6 +161,8 @@ def main() -> None:
     path = save(name, results)
     print(f"insert pass: {results['insert']['rowsPerSecond']:>9,} rows/s ({insert_s:.2f} s)")
     print(f"update pass: {results['update']['rowsPerSecond']:>9,} rows/s ({update_s:.2f} s)")
+    per_row = results["cpuMicrosecondsPerRow"]
+    print(f"CPU per row: insert {per_row['insert']} µs, update {per_row['update']} µs (serve and its worker)")
     print(f"peak RSS:    {peak:>9,.0f} MB")
     print(
         f"naive floor: insert {floor_insert:.2f} s, update {floor_update:.2f} s; "

@@ -107,12 +107,25 @@ class Service:
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the service: `serve` and its worker process, each at its
         own peak (an upper bound of their peak together)."""
+        return sum(_peak_rss_kb(pid) for pid in self._pids()) / 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time the service has used so far: `serve` and its worker process, user and system."""
+        return sum(_cpu_seconds(pid) for pid in self._pids())
+
+    def _pids(self) -> list[int]:
         pid = self.server.process.pid
         children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-        return sum(_peak_rss_kb(p) for p in [pid, *map(int, children)]) / 1024
+        return [pid, *map(int, children)]
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    # /proc/PID/stat: utime and stime are fields 14 and 15, after the command in parentheses.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_kb(pid: int) -> int:

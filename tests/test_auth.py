@@ -5,6 +5,10 @@ import hashlib
 
 import pytest
 
+from profilestore.auth import AuthService
+from profilestore.config import Settings
+from profilestore.model import ClientConfig
+from profilestore.store import open_store
 from support import FakeClock, accepted_id, apply, deliver, submit, wait_complete, xml_fields
 from support import dump as store_dump
 
@@ -184,3 +188,16 @@ def test_a_token_lifetime_beyond_a_century_is_400(secured, field, value):
     assert (
         response.status_code == 400 and f"{field}: Input should be less than or equal to" in response.json()["message"]
     )
+
+
+def test_a_client_setting_that_expires_from_the_cache_mid_lookup_is_read_again(store_url):
+    # Regression: the cache was asked twice (`in`, then `[]`); an entry expiring between the two
+    # raised KeyError, a 500 on a profile API call. This clock moves 0.6 s at every reading.
+    store = open_store(store_url)
+    try:
+        store.write("demo", lambda tx: tx.save_client(ClientConfig("demo", daily_rows=7)))
+        ticks = iter(range(0, 10**9, 600))
+        auth = AuthService(store, Settings(), clock=lambda: next(ticks))
+        assert [auth.client_config("demo").daily_rows for _ in range(5)] == [7] * 5
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from support import (
     table_rows,
     wait_complete,
     xml_fields,
-)  # fmt: skip
+)
 from test_cli import cli
 
 pytestmark = pytest.mark.slow  # real full disks (tmpfs) under real processes

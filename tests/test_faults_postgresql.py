@@ -21,7 +21,7 @@ from support import (
     table_rows,
     wait_complete,
     xml_fields,
-)  # fmt: skip
+)
 
 pytestmark = pytest.mark.slow  # connections cut and the database out of reach, under a real serve
 

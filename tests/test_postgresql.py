@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -96,3 +97,25 @@ def test_a_missing_schema_is_a_clear_error(postgresql_server):
     refused = profilestore("migrate", "--store", url)
     assert refused.returncode == 1
     assert "no schema of the search_path exists in the database; create it first" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_user_who_may_not_create_tables_gets_a_clear_error(postgresql_server):
+    role, schema = "profilestore_reader", f"readonly_{os.getpid()}"
+    with psycopg.connect(postgresql_server, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")  # it may look, not create
+        try:
+            server = urlsplit(postgresql_server)
+            as_role = urlunsplit(server._replace(netloc=f"{role}@{server.hostname}:{server.port or 5432}"))
+            url = schema_url(as_role, schema)
+            refused = profilestore("migrate", "--store", url)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+    assert refused.returncode == 1
+    assert "cannot migrate the PostgreSQL store: permission denied for schema" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -52,8 +52,10 @@ class AuthService:
         """The client's settings, read at most once a second: this check runs before every
         profile API call. Changes made through this process apply at once, others within 1 s."""
         with self._configs_lock:
-            if client in self._configs:
+            try:  # one lookup: a cached entry can expire between an `in` and the `[]` after it
                 return self._configs[client]
+            except KeyError:
+                pass
         config = self.store.client_config(client)
         with self._configs_lock:
             self._configs[client] = config

@@ -163,32 +163,32 @@ class BatchService:
             header = parse_header(payload)
         except BadRequest as e:
             return self.give_up(batch, f"the stored batch is unreadable: {e.message}")
-        chunk = read_chunk(header, payload, batch.cursor, batch.cursor_line, pacer.chunk_rows())
+        chunk = read_chunk(header, payload, batch.cursor, batch.cursor_line, pacer.chunk_rows(pacer.window()))
         while not batch.state.finished and not stopping():
-            batch, following = self._write_and_prefetch(batch, header, payload, chunk, pacer)
+            batch, following = self._write_prefetch_and_pace(batch, header, payload, chunk, pacer)
             progressed()
             if following is None or following.start != batch.cursor:  # another worker moved the cursor
-                following = read_chunk(header, payload, batch.cursor, batch.cursor_line, pacer.chunk_rows())
+                rows = pacer.chunk_rows(pacer.window())
+                following = read_chunk(header, payload, batch.cursor, batch.cursor_line, rows)
             chunk = following
         if batch.state == BatchState.COMPLETE:
             log.info("batch %s complete: %d rows, %d failed", batch.id, batch.size, batch.failed)
         return batch
 
-    def _write_and_prefetch(
+    def _write_prefetch_and_pace(
         self, batch: Batch, header: Header, payload: bytes, chunk: Chunk, pacer: Pacer
     ) -> tuple[Batch, Chunk | None]:
-        """Write the chunk, and read the one after it while the store may still be writing this
-        one: the prefetch runs on this thread, the worker's, and where it runs in the write is
-        the store's to say (see Store.write: PostgreSQL overlaps it with the server's work,
-        SQLite runs it after the commit). Then pause, inside an ingestion window."""
+        """Write the chunk; read the one after it beside the write, if the chunk was applied:
+        the prefetch runs on this thread, the worker's, and where it runs in the write is the
+        store's to say (see Store.write: PostgreSQL overlaps it with the server's work, SQLite
+        runs it after the commit). Then pause, inside an ingestion window."""
         following: list[Chunk] = []
-        rows = pacer.chunk_rows()
+        started, window = self.clock(), pacer.window()
+        rows, held = pacer.chunk_rows(window), window.reason() if window else None
 
         def prefetch() -> None:
             following.append(read_chunk(header, payload, chunk.end, chunk.end_line, rows))
 
-        started, window = self.clock(), pacer.window()
-        held = window.reason() if window else None
         written = self.write_chunk(batch, header, chunk, held, prefetch)
         if window:
             pacer.pause(written.consumed - batch.consumed, window, (self.clock() - started) / 1000)
@@ -200,14 +200,18 @@ class BatchService:
     ) -> Batch:  # fmt: skip
         """Apply the chunk in one transaction that also advances the batch's cursor. If the
         cursor is not where the chunk starts (another worker moved it), nothing is applied and
-        the batch as it is now is returned. prefetch, if given, runs as Store.write says."""
+        the batch as it is now is returned. prefetch, if given, runs as Store.write says, and
+        only if the chunk was applied."""
         rows, cursor, cursor_line = chunk.rows, chunk.end, chunk.end_line
         now = self.clock()
+        applied: list[bool] = []
 
         def write(tx: WriteTx) -> Batch:
             current = tx.batch(batch.seq)
-            if current is None or current.cursor != chunk.start or current.state.finished:
-                return current or batch
+            if current is None:  # its record was deleted: no chunk of it can be applied
+                raise LookupError(f"batch {batch.id} is no longer stored")
+            if current.cursor != chunk.start or current.state.finished:
+                return current
             merged = merge_rows(tx, current, header.key, rows, now, self.settings)
             failures = [r for r in rows if isinstance(r, FailedRow)] + merged.failures
             if failures:
@@ -228,10 +232,15 @@ class BatchService:
             # Last, so that the store may still be writing them when this function returns.
             tx.insert_profiles(merged.created)
             tx.save_profiles(merged.changed)
+            applied.append(True)
             return updated
 
+        def meanwhile() -> None:
+            if prefetch is not None and applied:
+                prefetch()
+
         # The chunk can be redone from the batch's durable bytes: its commit need not wait for the disk.
-        return self.store.write(batch.client, write, durable=False, meanwhile=prefetch)
+        return self.store.write(batch.client, write, durable=False, meanwhile=meanwhile)
 
     def record_failed_attempt(self, batch: Batch, error: Exception, retry_in_ms: int) -> Batch:
         """Note that an attempt at the batch's next chunk failed, to be tried again in
@@ -333,7 +342,7 @@ def merge_rows(
     profiles = profiles_for_write(tx, batch.client, id_kind, {r.id for r in good}, now, settings.lifetime_ms)
     order = batch_write_order(batch.seq)
     merged = Merged()
-    changed: dict[str, Profile] = {}
+    touched: dict[str, Profile] = {}  # by tntId, created or changed
     created: set[str] = set()
     for row in good:
         profile = profiles.get(row.id)
@@ -349,8 +358,8 @@ def merge_rows(
         if profile is None:
             created.add(target.tnt_id)
         profiles[row.id] = target
-        changed[target.tnt_id] = target
+        touched[target.tnt_id] = target
         merged.successful += 1
-    merged.created = [p for tnt_id, p in changed.items() if tnt_id in created]
-    merged.changed = [p for tnt_id, p in changed.items() if tnt_id not in created]
+    merged.created = [p for tnt_id, p in touched.items() if tnt_id in created]
+    merged.changed = [p for tnt_id, p in touched.items() if tnt_id not in created]
     return merged

@@ -131,7 +131,7 @@ def upload(file: Path, client: str, v1: bool, wait: bool, token: str | None, url
         answer = http.post(
             path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
-        batch_id = _xml(answer)["batchId"]
+        batch_id = _xml(answer).get("batchId", "")
         console.print(f"accepted batch [bold]{batch_id}[/bold]")
         if wait:
             _print_record(_wait_for(http, client, batch_id), url)

@@ -130,9 +130,8 @@ class Pacer:
         """The window in force now, if any."""
         return active_window(self.windows, self.clock())
 
-    def chunk_rows(self) -> int:
-        """The rows of the next chunk: fewer inside a window, to hold its rate."""
-        window = self.window()
+    def chunk_rows(self, window: IngestWindow | None) -> int:
+        """The rows of the next chunk: fewer inside a window (the one in force), to hold its rate."""
         return self.rows if window is None else min(self.rows, window.rows_per_second)
 
     def pause(self, rows: int, window: IngestWindow, took_seconds: float) -> None:

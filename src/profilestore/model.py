@@ -46,7 +46,7 @@ class Profile:
     third_party_id: str | None = None
     mcvid: str | None = None  # marketingCloudVisitorId (ECID)
     attributes: dict[str, Attribute] = field(default_factory=dict)
-    active_ms: int = 0  # last write of any kind; the profile's lifetime runs from here (see profiles.written)
+    active_ms: int = 0  # last write of any kind; the profile's lifetime runs from here (see profiles.extend_lifetime)
 
 
 @dataclass
@@ -119,6 +119,17 @@ class Batch:
     @property
     def id(self) -> str:
         return batch_id(self.client, self.accepted_ms, self.seq)
+
+
+@dataclass(frozen=True)
+class Failing:
+    """What a worker keeps failing at, as it knows it: the batch record may not say, when the
+    store cannot take even that write (a full disk)."""
+
+    batch_id: str | None  # None: claiming a batch or purging failed
+    last_error: str
+    failing_since_ms: int
+    next_attempt_ms: int
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,8 @@ def new_profile(client: str, key: str, visitor_id: str, now: int) -> Profile:
     """A profile created for a key Target has not seen: a pcId becomes the tntId; a
     thirdPartyId gets a new tntId and is linked to it."""
     if key == "pcId":
-        return Profile(client, visitor_id, now, now)
-    return Profile(client, new_tnt_id(), now, now, third_party_id=visitor_id)
+        return Profile(client, visitor_id, now, now, active_ms=now)
+    return Profile(client, new_tnt_id(), now, now, third_party_id=visitor_id, active_ms=now)
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def link_visitor(
     winner = next((p for p in found if not _differ(p.third_party_id, ids.third_party_id)), None)
     if winner is None:
         unknown_tnt_id = ids.tnt_id if ids.tnt_id and owners["tntId"] is None else None
-        winner = Profile(client, unknown_tnt_id or new_tnt_id(), now, now)
+        winner = Profile(client, unknown_tnt_id or new_tnt_id(), now, now, active_ms=now)
     winner.third_party_id = winner.third_party_id or ids.third_party_id
     merged = []
     for other in found:

@@ -2,9 +2,9 @@
 
 It takes a batch only when every batch its client sent before is finished (the store's
 claim_next_batch), which keeps each client's batches in acceptance order, and has the batch
-service apply it (BatchService.apply_batch: the chunks, their transactions and the rules). It
-also wakes when a batch is accepted, stops when told, paces batches inside ingestion windows,
-and purges expired profiles and old batches.
+service apply it (BatchService.apply_batch: the chunks, their transactions, the rules and the
+pacing inside ingestion windows, with the Pacer the worker makes). It also wakes when a batch
+is accepted, stops when told, and purges expired profiles and old batches.
 
 No error ends a worker's loop: a failed step is logged when its cause first appears, noted on
 the batch it was for, and tried again after a pause that grows, with jitter, up to a cap. The
@@ -27,14 +27,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import orjson
 
 from .batches import BatchService, failure_reason
 from .config import Settings
 from .limits import Pacer, parse_windows
-from .model import Batch
+from .model import Batch, Failing
 from .profiles import purge_expired
 from .store.base import Store, StoreUnavailable
 from .times import MINUTE_MS, now_ms
@@ -75,17 +75,6 @@ class Backoff:
     def succeeded(self) -> None:
         self.failures = 0
         self._next = None
-
-
-@dataclass(frozen=True)
-class Failing:
-    """What a worker keeps failing at, as it knows it: the batch record may not say, when the
-    store cannot take even that write (a full disk)."""
-
-    batch_id: str | None  # None: claiming a batch or purging failed
-    last_error: str
-    failing_since_ms: int
-    next_attempt_ms: int
 
 
 class Worker:

@@ -56,9 +56,9 @@ class StoreFailed(_Failure):
     (a table missing, a value out of range, a bug). Nothing of a write that fails so was kept."""
 
 
-def wrapping_errors(errors: Callable[[], AbstractContextManager[object]]) -> Callable[[C], C]:
-    """A class decorator for a backend: each public method of the class runs inside errors(),
-    the backend's context manager that turns its driver's errors into the ones above."""
+def wrapped_in(errors: Callable[[], AbstractContextManager[object]]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A method decorator for a backend: the method runs inside errors(), the backend's context
+    manager that turns its driver's errors into the ones above."""
 
     def wrapped(method: Callable[..., T]) -> Callable[..., T]:
         @wraps(method)
@@ -67,6 +67,14 @@ def wrapping_errors(errors: Callable[[], AbstractContextManager[object]]) -> Cal
                 return method(*args, **kwargs)
 
         return inside
+
+    return wrapped
+
+
+def wrapping_errors(errors: Callable[[], AbstractContextManager[object]]) -> Callable[[C], C]:
+    """A class decorator for a backend: each public method of the class runs inside errors()
+    (see wrapped_in)."""
+    wrapped = wrapped_in(errors)
 
     def decorate(cls: C) -> C:
         for name, member in list(vars(cls).items()):
@@ -85,8 +93,8 @@ class WriteTx(ABC):
 
     save_profiles and insert_profiles may return while the database is still writing: the
     transaction's next operation, or its commit, waits for that (and raises its error, a
-    StoreConflict for instance, which rolls the whole transaction back). What write()'s
-    `meanwhile` does runs in that time."""
+    StoreConflict for instance, which rolls the whole transaction back). On PostgreSQL, what
+    write()'s `meanwhile` does runs in that time."""
 
     @abstractmethod
     def insert_batch(self, batch: Batch, payload: bytes | bytearray) -> int:
@@ -266,7 +274,7 @@ class Store(ABC):
         accepted batch that is neither complete nor stuck, of a client with no such batch
         accepted before it, and that no other worker holds; the worker holds it until the
         block ends. A store that cannot tell which batches other workers hold may hand out a
-        held one: WriteTx's cursor check (see BatchService.apply_chunk) keeps that safe.
+        held one: the cursor check of BatchService.write_chunk keeps that safe.
 
         SQLite hands out the earliest unfinished batch of all and holds nothing. PostgreSQL
         holds it with a session advisory lock on a pooled connection kept for the block (the

@@ -9,7 +9,6 @@ SQLite's lock and the busy timeout arbitrate between processes.
 
 from __future__ import annotations
 
-import functools
 import json
 import queue
 import sqlite3
@@ -22,7 +21,17 @@ from pathlib import Path
 
 from ..model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
 from . import migrations
-from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
+from .base import (
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreFailed,
+    StoreUnavailable,
+    T,
+    WriteTx,
+    wrapped_in,
+    wrapping_errors,
+)
 from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 # Readers map the file (up to this much) instead of copying each page through read() calls.
@@ -137,13 +146,7 @@ def _wrapped_errors() -> Iterator[None]:
         raise kind(f"{e} ({name})" if name else str(e)) from e
 
 
-def _translated(method: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(method)
-    def translated(*args, **kwargs) -> T:
-        with _wrapped_errors():
-            return method(*args, **kwargs)
-
-    return translated
+_translated = wrapped_in(_wrapped_errors)  # for the reads, which run outside write()
 
 
 class _Migrations(migrations.Database):

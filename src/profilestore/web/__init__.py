@@ -13,11 +13,12 @@ from ..auth import AuthService
 from ..batches import BatchService
 from ..config import Settings
 from ..limits import CallLimiter
+from ..model import Failing
 from ..privacy import PrivacyService
 from ..store import open_store
 from ..times import now_ms
 from ..updates import UpdateService
-from ..worker import Failing, Worker, WorkerThread
+from ..worker import Worker, WorkerThread
 from . import api, bulk, delivery, errors, health, profiles, single
 
 

@@ -13,11 +13,10 @@ from ..batches import BatchService
 from ..clients import client_limit
 from ..config import Settings
 from ..errors import NotFound
-from ..model import ID_KINDS
+from ..model import ID_KINDS, Failing
 from ..privacy import PrivacyService
 from ..profiles import live_profile
 from ..store.base import Store
-from ..worker import Failing
 from .bulk import status_url
 from .deps import admin, auth, batches, client_code, now, privacy, settings, store
 from .wire import batch_json, profile_json, token_json

@@ -16,6 +16,7 @@ RETRY_AFTER_SECONDS = 5  # what a refusal for now (the store unavailable, no tur
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="profilestore"'}
 
 STATUS: dict[type[errors.Refused], int] = {
+    errors.Refused: 400,  # a refusal with no narrower name is the request's fault
     errors.BadRequest: 400,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,

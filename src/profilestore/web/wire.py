@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..model import MODIFIED_MS, VALUE, Batch, Profile, Token
+from ..model import MODIFIED_MS, VALUE, Batch, Failing, Profile, Token
 from ..times import iso_ms
-from ..worker import Failing
 
 
 def attributes_json(profile: Profile) -> dict:
