@@ -135,7 +135,7 @@ def test_failures_recorded_across_worker_restarts_are_not_taken_for_crashes(stor
     store = open_store(store_url)
     try:
         service = BatchService(store, Settings(), FakeClock())
-        batch = service.submit("demo", 2, b"batch=pcId,a\np1,1\n")
+        batch, _ = service.submit("demo", 2, b"batch=pcId,a\np1,1\n")
         for _ in range(2 * MAX_OPEN_ATTEMPTS):  # a worker process after another, each failing on a full disk
             batch = service.start_attempt(batch)
             batch = service.record_failed_attempt(batch, StoreUnavailable("the disk is full"), retry_in_ms=250)

@@ -18,7 +18,7 @@ from profilestore.testing import schema_url
 from profilestore.web import create_app
 from support import apply, attributes, query
 
-ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text"), (3, "retries_and_retention")]
+ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text"), (3, "retries_and_retention"), (4, "idempotency_keys")]
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -58,7 +58,10 @@ def test_without_migrate_at_start_an_outdated_schema_is_refused(postgresql_url):
     no_migrations = {"PROFILESTORE_MIGRATE": "false"}
     refused = profilestore("worker", "--store", postgresql_url, env=no_migrations)
     assert refused.returncode == 1
-    assert "the database lacks migrations [1, 2, 3]: run `profilestore migrate`" in refused.stderr
+    assert (
+        f"the database lacks migrations {[version for version, _ in ALL_MIGRATIONS]}: run `profilestore migrate`"
+        in refused.stderr
+    )
     assert profilestore("migrate", "--store", postgresql_url).returncode == 0
     worker = start("worker", "--store", postgresql_url, env=no_migrations)
     assert "worker on store" in worker.stdout.readline(), "a migrated schema is accepted"

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from profilestore.model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
+from profilestore.model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
 from profilestore.store import open_store
 from profilestore.store.base import StoreConflict, StoreFailed
 from support import query
@@ -289,6 +289,31 @@ def test_purging_batches_deletes_at_most_limit_those_finished_first_first(store)
     assert [store.batch(seq) is not None for seq in finished] == [True, False, False, True]
     assert store.write(None, lambda tx: tx.purge_batches(50, 2)) == 1  # not the one finished at 50
     assert [store.batch(seq) is not None for seq in finished] == [False, False, False, True]
+
+
+def idempotency_key(store, client: str, key: str) -> IdempotencyKey | None:
+    return store.write(client, lambda tx: tx.idempotency_key(client, key))
+
+
+def test_an_idempotency_key_reads_back_per_client_and_is_replaced_whole(store):
+    seq = insert(store, batch())
+    saved = IdempotencyKey(CLIENT, "nightly", "ab" * 32, seq, 5)
+    store.write(CLIENT, lambda tx: tx.save_idempotency_key(saved))
+    assert idempotency_key(store, CLIENT, "nightly") == saved
+    assert idempotency_key(store, "other", "nightly") is None
+    again = replace(saved, digest="cd" * 32, accepted_ms=9)
+    store.write(CLIENT, lambda tx: tx.save_idempotency_key(again))
+    assert idempotency_key(store, CLIENT, "nightly") == again
+
+
+def test_purging_a_batch_deletes_its_idempotency_keys(store):
+    old = insert(store, batch(state=BatchState.COMPLETE, finished_ms=10))
+    kept = insert(store, batch())
+    for seq, key in ((old, "old"), (kept, "kept")):
+        store.write(CLIENT, lambda tx, k=IdempotencyKey(CLIENT, key, "00", seq, 1): tx.save_idempotency_key(k))
+    assert store.write(None, lambda tx: tx.purge_batches(50, 10)) == 1
+    assert idempotency_key(store, CLIENT, "old") is None
+    assert idempotency_key(store, CLIENT, "kept") is not None
 
 
 # -- claim_next_batch ----------------------------------------------------------------------------

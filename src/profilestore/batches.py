@@ -9,6 +9,7 @@ attempt fails.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -17,13 +18,21 @@ from urllib.parse import quote
 from .batchfile import Header, Row, count_rows, parse_header, parse_rows, take_lines
 from .clients import check_client, client_limit
 from .config import Settings
-from .errors import BadRequest, InWrongState, NoLongerStored, NotFound, ProfileTooLarge, TooLarge
+from .errors import (
+    BadRequest,
+    IdempotencyKeyReused,
+    InWrongState,
+    NoLongerStored,
+    NotFound,
+    ProfileTooLarge,
+    TooLarge,
+)
 from .ids import parse_batch_id
 from .limits import Pacer, check_daily_rows
-from .model import Batch, BatchState, FailedRow, Profile
+from .model import Batch, BatchState, FailedRow, IdempotencyKey, Profile
 from .profiles import batch_write_order, new_profile, profiles_for_write, set_attributes
 from .store.base import Store, StoreUnavailable, WriteTx
-from .times import DAY_MS, HOUR_MS, MINUTE_MS, now_ms, utc_day_start
+from .times import DAY_MS, HOUR_MS, MINUTE_MS, iso_ms, now_ms, utc_day_start
 
 log = logging.getLogger("profilestore.batches")
 MAX_ATTEMPTS = 3  # failed attempts in a row, for reasons that do not pass, before a batch is stuck
@@ -35,6 +44,7 @@ MAX_OPEN_ATTEMPTS = 5
 # nearly full disk every write takes room until the next checkpoint, and the room left must
 # serve for the write that gives up.
 REFRESH_FAILURE_MS = MINUTE_MS
+MAX_IDEMPOTENCY_KEY = 255  # characters, as Stripe and Fullstory take
 FAILURES_PAGE = 1_000  # failed rows read at a time when a failures file is written
 # Cells that a spreadsheet would run as a formula; its safe variant of the failures file
 # prefixes them with ' (OWASP's advice on CSV injection).
@@ -70,9 +80,16 @@ class BatchService:
 
     # -- accepting -----------------------------------------------------------------------------
 
-    def submit(self, client: str, version: int, payload: bytes | bytearray) -> Batch:
-        """Check the batch's structure and store it durably; nothing is stored if it is refused."""
+    def submit(
+        self, client: str, version: int, payload: bytes | bytearray, idempotency_key: str | None = None
+    ) -> tuple[Batch, bool]:
+        """Check the batch's structure and store it durably; nothing is stored if it is refused.
+        With an idempotency key, the same key, version and bytes again within the idempotency
+        window answer the batch they made and store nothing; the same key with another batch is
+        IdempotencyKeyReused. The batch, and whether it was accepted before (a replay)."""
         check_client(client)
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         header = parse_header(payload)
         size = count_rows(payload, header)
         if size == 0:
@@ -86,14 +103,37 @@ class BatchService:
             payload_bytes=len(payload), header=header.line, cursor=header.body_offset, cursor_line=2,
         )  # fmt: skip
         daily_rows = client_limit(self.settings, self.store.client_config(client), "daily_rows")
+        digest = batch_digest(version, payload) if idempotency_key is not None else ""
 
-        def accept(tx: WriteTx) -> int:
+        def accept(tx: WriteTx) -> tuple[Batch, bool]:
+            # In the client's write transaction: two submits with one key make one batch.
+            earlier = self._earlier_batch(tx, client, idempotency_key, digest, now)
+            if earlier is not None:
+                return earlier, True
             if daily_rows:  # counted inside the transaction, so two uploads cannot both slip under
                 check_daily_rows(client, tx.rows_accepted_since(client, utc_day_start(now)), size, daily_rows, now)
-            return tx.insert_batch(batch, payload)
+            batch.seq = tx.insert_batch(batch, payload)
+            if idempotency_key is not None:
+                tx.save_idempotency_key(IdempotencyKey(client, idempotency_key, digest, batch.seq, now))
+            return batch, False
 
-        batch.seq = self.store.write(client, accept)
-        return batch
+        return self.store.write(client, accept)
+
+    def _earlier_batch(self, tx: WriteTx, client: str, key: str | None, digest: str, now: int) -> Batch | None:
+        """The batch this key made within the window, if it was made from the same version and
+        bytes; IdempotencyKeyReused if from others."""
+        found = tx.idempotency_key(client, key) if key is not None else None
+        if found is None or now - found.accepted_ms >= self.settings.idempotency_hours * HOUR_MS:
+            return None
+        earlier = tx.batch(found.seq)
+        if earlier is None:  # purged: the key is free again
+            return None
+        if found.digest != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was used at {iso_ms(found.accepted_ms)} for batch {earlier.id}, "
+                "with another file or version; send a new key for a new batch"
+            )
+        return earlier
 
     # -- finding -------------------------------------------------------------------------------
 
@@ -314,6 +354,20 @@ class BatchService:
         failed rows; how many."""
         retention_ms = int(self.settings.batch_retention_days * DAY_MS)
         return self.store.write(None, lambda tx: tx.purge_batches(self.clock() - retention_ms, limit))
+
+
+def check_idempotency_key(key: str) -> None:
+    """BadRequest unless the key is 1 to MAX_IDEMPOTENCY_KEY printable ASCII characters."""
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isascii() and key.isprintable()):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters "
+            f"(got {len(key):,} characters{'' if key.isprintable() else ', some not printable'})"
+        )
+
+
+def batch_digest(version: int, payload: bytes | bytearray) -> str:
+    """What makes two submits the same batch: the API version and the bytes as stored."""
+    return hashlib.sha256(b"v%d\n" % version + payload).hexdigest()
 
 
 def failure_reason(error: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import time
@@ -122,17 +123,34 @@ def migrate_command(store, data_dir) -> None:
 @click.option("--client", required=True, help="Target client code.")
 @click.option("--v1", is_flag=True, help="Bulk API v1: update existing profiles only (default v2: create missing).")
 @click.option("--wait", is_flag=True, help="Show progress until the batch is applied, then its counts.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Send this Idempotency-Key (default: one made from the file, so that sending the same file "
+    "again within PROFILESTORE_IDEMPOTENCY_HOURS answers its first batch instead of applying it twice).",
+)
+@click.option("--no-idempotency-key", is_flag=True, help="Send no Idempotency-Key: the file makes a new batch.")
 @client_token
 @service_url
-def upload(file: Path, client: str, v1: bool, wait: bool, token: str | None, url: str) -> None:
-    """Submit a batch file, as `curl --data-binary @FILE` would."""
+def upload(
+    file: Path, client: str, v1: bool, wait: bool, idempotency_key: str | None, no_idempotency_key: bool,
+    token: str | None, url: str,
+) -> None:  # fmt: skip
+    """Submit a batch file, as `curl --data-binary @FILE` would. Rerunning it with the same file
+    is safe: the file's own Idempotency-Key makes the service answer the batch it made first."""
     path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
+    body = file.read_bytes()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if not no_idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key or _file_key(body, 1 if v1 else 2)
     with _service(url, token) as http:
-        answer = http.post(
-            path, content=file.read_bytes(), headers={"Content-Type": "application/x-www-form-urlencoded"}
-        )
+        answer = http.post(path, content=body, headers=headers)
         batch_id = _xml(answer).get("batchId", "")
-        console.print(f"accepted batch [bold]{batch_id}[/bold]")
+        if answer.headers.get("idempotent-replayed") == "true":
+            console.print(f"already accepted as batch [bold]{batch_id}[/bold]: nothing sent again "
+                          "(--no-idempotency-key makes a new batch)")  # fmt: skip
+        else:
+            console.print(f"accepted batch [bold]{batch_id}[/bold]")
         if wait:
             _print_record(_wait_for(http, client, batch_id), url)
 
@@ -277,6 +295,11 @@ def _json(answer: httpx.Response) -> dict:
     if answer.status_code not in (200, 201):
         raise click.ClickException(f"{answer.status_code}: {answer.json().get('message', answer.text)}")
     return answer.json()
+
+
+def _file_key(body: bytes, version: int) -> str:
+    """The Idempotency-Key upload sends by default: the same for the same file and version."""
+    return f"profilestore-upload-v{version}-{hashlib.sha256(body).hexdigest()}"
 
 
 def _xml(answer: httpx.Response) -> dict:

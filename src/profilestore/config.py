@@ -43,6 +43,7 @@ class Settings:
     ingest_windows: str = ""  # e.g. "mon-fri 09:00-18:00 Europe/Berlin 2000" (see limits.parse_windows)
     profile_lifetime_days: float = 14  # Target's default; a profile inactive this long expires; 0: never
     batch_retention_days: float = 30  # a finished batch's record and failed rows are kept this long
+    idempotency_hours: float = 24  # an Idempotency-Key answers its batch again for this long
     store_timeout_seconds: float = 5  # how long a call waits for a PostgreSQL connection before a 503
     retry_max_seconds: float = 30  # the longest pause between a worker's attempts after failures
     retry_give_up_hours: float = 24  # Target's promise: a batch failing this long for passing reasons is stuck

@@ -46,6 +46,10 @@ class InWrongState(Refused):
     """What the request names exists, but is not in a state that allows this."""
 
 
+class IdempotencyKeyReused(Refused):
+    """The request's Idempotency-Key made a batch of another body within the window."""
+
+
 class NoLongerStored(Refused):
     """What the request asks for was kept once and is gone."""
 

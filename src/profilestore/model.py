@@ -141,6 +141,17 @@ class QueueState:
     retrying: int  # those whose next chunk failed for a passing reason and is tried again
 
 
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """The Idempotency-Key a batch was submitted with (see BatchService.submit)."""
+
+    client: str
+    key: str
+    digest: str  # sha256 of the batch's version and bytes, hex
+    seq: int  # the batch it made
+    accepted_ms: int
+
+
 # What a failed row keeps: an id of more than KEPT_ID_CHARS (four times the longest valid one)
 # is cut and ends with …, and so is a longer line; the failures file says which lines it holds
 # only in part.

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from functools import wraps
 from typing import TypeVar
 
-from ..model import Batch, ClientConfig, FailedRow, Profile, QueueState, Token
+from ..model import Batch, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -120,10 +120,18 @@ class WriteTx(ABC):
         already recorded."""
 
     @abstractmethod
+    def idempotency_key(self, client: str, key: str) -> IdempotencyKey | None:
+        """The client's Idempotency-Key of this text, as last saved, or None."""
+
+    @abstractmethod
+    def save_idempotency_key(self, key: IdempotencyKey) -> None:
+        """Insert or replace the client's Idempotency-Key of this text."""
+
+    @abstractmethod
     def purge_batches(self, finished_before_ms: int, limit: int) -> int:
         """Delete up to `limit` batches (of any client) that finished, complete or stuck, before
         the time (finished_ms earlier than it), those that finished first first, with their
-        failed rows and bytes, but never the newest batch of all, whose seq orders later single
+        failed rows, bytes and Idempotency-Keys, but never the newest batch of all, whose seq orders later single
         writes (see profiles.single_write_order); how many."""
 
     @abstractmethod

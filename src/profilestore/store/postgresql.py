@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
+from ..model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
 from ..times import HOUR_MS
 from . import migrations
 from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
@@ -80,8 +80,14 @@ SELECT_QUEUE_STATE = f"""SELECT count(*), min(accepted_ms), count(failing_since_
 # Never the newest batch: its seq orders single writes (profiles.single_write_order).
 SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < %s AND seq < (SELECT max(seq) FROM batches)
     ORDER BY finished_ms LIMIT %s"""
+IDEMPOTENCY_KEY_COLUMNS = "client, key, digest, seq, accepted_ms"
+SELECT_IDEMPOTENCY_KEY = f"SELECT {IDEMPOTENCY_KEY_COLUMNS} FROM idempotency_keys WHERE client = %s AND key = %s"
+UPSERT_IDEMPOTENCY_KEY = f"""INSERT INTO idempotency_keys ({IDEMPOTENCY_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (client, key) DO UPDATE SET digest = excluded.digest, seq = excluded.seq,
+    accepted_ms = excluded.accepted_ms"""
 DELETE_BATCHES = (
     "DELETE FROM failed_rows WHERE seq = ANY(%s)",
+    "DELETE FROM idempotency_keys WHERE seq = ANY(%s)",
     "DELETE FROM batch_payloads WHERE seq = ANY(%s)",
     "DELETE FROM batches WHERE seq = ANY(%s)",
 )
@@ -327,6 +333,13 @@ class PostgresTx(WriteTx):
         for statement in DELETE_BATCHES:
             self._db.execute(statement, (seqs,))
         return len(seqs)
+
+    def idempotency_key(self, client: str, key: str) -> IdempotencyKey | None:
+        row = self._db.execute(SELECT_IDEMPOTENCY_KEY, (client, key)).fetchone()
+        return IdempotencyKey(*row) if row else None
+
+    def save_idempotency_key(self, key: IdempotencyKey) -> None:
+        self._db.execute(UPSERT_IDEMPOTENCY_KEY, astuple(key))
 
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._db, client, id_kind, ids)

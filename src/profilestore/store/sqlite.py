@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
 
-from ..model import Batch, BatchState, ClientConfig, FailedRow, Profile, QueueState, Token
+from ..model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
 from . import migrations
 from .base import (
     Store,
@@ -68,6 +68,10 @@ SELECT_PURGEABLE = """SELECT seq FROM batches WHERE finished_ms < ? AND seq < (S
     ORDER BY finished_ms LIMIT ?"""
 DELETE_BATCH = "DELETE FROM batches WHERE seq = ?"
 DELETE_FAILED_ROWS_OF_BATCH = "DELETE FROM failed_rows WHERE seq = ?"
+DELETE_IDEMPOTENCY_KEYS_OF_BATCH = "DELETE FROM idempotency_keys WHERE seq = ?"
+IDEMPOTENCY_KEY_COLUMNS = "client, key, digest, seq, accepted_ms"
+SELECT_IDEMPOTENCY_KEY = f"SELECT {IDEMPOTENCY_KEY_COLUMNS} FROM idempotency_keys WHERE client = ? AND key = ?"
+UPSERT_IDEMPOTENCY_KEY = f"INSERT OR REPLACE INTO idempotency_keys ({IDEMPOTENCY_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 INSERT_PAYLOAD = "INSERT INTO batch_payloads (seq, payload) VALUES (?, zeroblob(?))"  # then written in pieces
 PAYLOAD_PIECE = 1 << 20
 SELECT_PAYLOAD = "SELECT payload FROM batch_payloads WHERE seq = ?"
@@ -237,9 +241,16 @@ class SQLiteTx(WriteTx):
 
     def purge_batches(self, finished_before_ms: int, limit: int) -> int:
         doomed = [(row[0],) for row in self._conn.execute(SELECT_PURGEABLE, (finished_before_ms, limit))]
-        for statement in (DELETE_FAILED_ROWS_OF_BATCH, DELETE_PAYLOAD, DELETE_BATCH):
+        for statement in (DELETE_FAILED_ROWS_OF_BATCH, DELETE_IDEMPOTENCY_KEYS_OF_BATCH, DELETE_PAYLOAD, DELETE_BATCH):
             self._conn.executemany(statement, doomed)
         return len(doomed)
+
+    def idempotency_key(self, client: str, key: str) -> IdempotencyKey | None:
+        row = self._conn.execute(SELECT_IDEMPOTENCY_KEY, (client, key)).fetchone()
+        return IdempotencyKey(*row) if row else None
+
+    def save_idempotency_key(self, key: IdempotencyKey) -> None:
+        self._conn.execute(UPSERT_IDEMPOTENCY_KEY, astuple(key))
 
     def profiles_by(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
         return _profiles_by(self._conn, client, id_kind, ids)

@@ -28,9 +28,12 @@ async def batch_update_v2(client: str, request: Request, service: BatchService =
 
 async def _submit(request: Request, service: BatchService, client: str, version: int) -> Response:
     settings = service.settings
+    key = request.headers.get("idempotency-key")
     async with upload_turn(request, settings.upload_wait_seconds) as turn:
         payload = await read_batch(request, settings.max_batch_bytes, turn)
-        batch = await run_in_threadpool(service.submit, client, version, payload)
+        batch, replayed = await run_in_threadpool(service.submit, client, version, payload, key)
+    if replayed:  # the answer the first submit got; the header tells it apart, as Stripe's does
+        return xml.submitted(batch, status_url(request, batch), {"Idempotent-Replayed": "true"})
     wake_worker(request)
     return xml.submitted(batch, status_url(request, batch))
 

@@ -22,6 +22,7 @@ STATUS: dict[type[errors.Refused], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.InWrongState: 409,
+    errors.IdempotencyKeyReused: 409,
     errors.NoLongerStored: 410,
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,

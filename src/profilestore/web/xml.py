@@ -21,12 +21,13 @@ def xml(body: str, status: int = 200, headers: dict | None = None) -> Response:
     return Response(body, status_code=status, media_type="application/xml", headers=headers)
 
 
-def submitted(batch: Batch, status_url: str) -> Response:
+def submitted(batch: Batch, status_url: str, headers: dict | None = None) -> Response:
     return xml(
         "<response><success>true</success>"
         f"<batchStatus>{escape(status_url)}</batchStatus>"
         f"<batchId>{escape(batch.id)}</batchId>"
-        "<message>Batch submitted for processing</message></response>"
+        "<message>Batch submitted for processing</message></response>",
+        headers=headers,
     )
 
 

@@ -112,3 +112,15 @@ CREATE TABLE tokens (
     created_order bigint GENERATED ALWAYS AS IDENTITY
 );
 CREATE INDEX tokens_by_client ON tokens (client, created_order);
+
+-- The Idempotency-Key a batch was submitted with, per client, the digest of its version and
+-- body, and the batch it made; deleted with the batch.
+CREATE TABLE idempotency_keys (
+    client text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    digest text NOT NULL,
+    seq bigint NOT NULL,
+    accepted_ms bigint NOT NULL,
+    PRIMARY KEY (client, key)
+);
+CREATE INDEX idempotency_keys_seq ON idempotency_keys (seq);

@@ -98,3 +98,15 @@ CREATE TABLE tokens (
     revoked_ms INTEGER
 );
 CREATE INDEX tokens_by_client ON tokens (client);
+
+-- The Idempotency-Key a batch was submitted with, per client, the digest of its version and
+-- body, and the batch it made; deleted with the batch.
+CREATE TABLE idempotency_keys (
+    client TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    PRIMARY KEY (client, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_seq ON idempotency_keys (seq);
