@@ -1,6 +1,6 @@
 """Turn bench/results/*.json into the benchmark table of docs/benchmarks.md and bench/results/benchmarks.png.
 
-python bench/report.py     (bench/ingest, bench/reads and bench/bodies run it after themselves)
+python bench/report.py     (bench/ingest, bench/reads, bench/bodies and bench/export run it after themselves)
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def rate(results: dict, ingest_pass: str) -> str:
 
 
 def rows(
-    ingest: dict | None, preloaded: dict | None, reads: dict | None, postgresql: dict | None, bodies: dict | None = None
-) -> list[tuple[str, str, str, bool | None]]:
+    ingest: dict | None, preloaded: dict | None, reads: dict | None, postgresql: dict | None, bodies: dict | None = None,
+    exported: dict | None = None,
+) -> list[tuple[str, str, str, bool | None]]:  # fmt: skip
     """(what, target, measured, met) for every target of the benchmark, PostgreSQL and fault issues."""
     table = []
     if ingest:
@@ -82,6 +83,14 @@ def rows(
             ("fetch latency meanwhile", "p99 < 50 ms",
              "; ".join(f"{c['case']}: p99 {c['fetch']['p99Ms']} ms" for c in four), slowest < 50),
         ]  # fmt: skip
+    if exported:
+        batch, ndjson, floor = exported["batch"], exported["ndjson"], exported.get("floorSeconds")
+        table.append((
+            f"export of {exported['profiles']:,} profiles as batch files (both keys)", "< 20 s",
+            f"{batch['seconds']} s = {batch['rowsPerSecond']:,} profiles/s; ndjson {ndjson['seconds']} s; "
+            f"peak memory of serve {exported['peakRssMB']} MB" + (f" (naive floor {floor} s)" if floor else ""),
+            batch["seconds"] < 20,
+        ))  # fmt: skip
     return table
 
 
@@ -167,11 +176,11 @@ def chart(ingest: dict | None, preloaded: dict | None, reads: dict | None, postg
 
 def main() -> None:
     ingest, preloaded, reads = load("ingest"), load("ingest-preload-10000000"), load("reads")
-    postgresql, bodies = load("ingest-postgresql"), load("bodies")
-    results = [r for r in (ingest, preloaded, reads, postgresql, bodies) if r]
+    postgresql, bodies, exported = load("ingest-postgresql"), load("bodies"), load("export")
+    results = [r for r in (ingest, preloaded, reads, postgresql, bodies, exported) if r]
     if not results:
-        raise SystemExit("no results yet: run bench/ingest, bench/reads or bench/bodies")
-    table = rows(ingest, preloaded, reads, postgresql, bodies)
+        raise SystemExit("no results yet: run bench/ingest, bench/reads, bench/bodies or bench/export")
+    table = rows(ingest, preloaded, reads, postgresql, bodies, exported)
     chart(ingest, preloaded, reads, postgresql)
     text = PAGE.read_text()
     if not MARKED.search(text):

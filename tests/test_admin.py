@@ -41,7 +41,7 @@ def test_target_paths_do_not_need_the_admin_key(make_service):
 def test_client_settings_show_the_effective_quotas(make_service):
     http = make_service(daily_rows=1000)
     assert http.get("/api/clients/demo").json() == {
-        "client": "demo", "authRequired": False, "dailyRows": 1000, "callsPerMinute": 0,
+        "client": "demo", "authRequired": False, "dailyRows": 1000, "callsPerMinute": 0, "webhookUrl": None,
     }  # fmt: skip
     changed = http.patch("/api/clients/demo", json={"dailyRows": 5, "callsPerMinute": 10}).json()
     assert (changed["dailyRows"], changed["callsPerMinute"]) == (5, 10)

@@ -18,7 +18,13 @@ from profilestore.testing import schema_url
 from profilestore.web import create_app
 from support import apply, attributes, query
 
-ALL_MIGRATIONS = [(1, "initial"), (2, "attributes_text"), (3, "retries_and_retention"), (4, "idempotency_keys")]
+ALL_MIGRATIONS = [
+    (1, "initial"),
+    (2, "attributes_text"),
+    (3, "retries_and_retention"),
+    (4, "idempotency_keys"),
+    (5, "webhooks"),
+]
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:

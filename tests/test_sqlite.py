@@ -8,7 +8,7 @@ import sys
 from profilestore.store import open_store
 from profilestore.store.migrations import migrations, statements
 
-ALL_MIGRATIONS = ["0001_initial", "0002_retries_and_retention", "0003_idempotency_keys"]
+ALL_MIGRATIONS = ["0001_initial", "0002_retries_and_retention", "0003_idempotency_keys", "0004_webhooks"]
 
 
 def test_a_file_of_the_first_version_keeps_its_batches_and_failed_rows(tmp_path):

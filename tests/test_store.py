@@ -10,7 +10,17 @@ from dataclasses import replace
 
 import pytest
 
-from profilestore.model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
+from profilestore.model import (
+    Batch,
+    BatchState,
+    ClientConfig,
+    FailedRow,
+    IdempotencyKey,
+    Profile,
+    QueueState,
+    Token,
+    WebhookDelivery,
+)
 from profilestore.store import open_store
 from profilestore.store.base import StoreConflict, StoreFailed
 from support import query
@@ -19,7 +29,7 @@ CLIENT = "demo"
 PAYLOAD = b"batch=pcId,a\np1,\x00\xff\n"  # bytes, not text
 
 
-def profile(tnt_id: str, third_party_id: str) -> Profile:
+def profile(tnt_id: str, third_party_id: str | None) -> Profile:
     return Profile(CLIENT, tnt_id, 1, 1, third_party_id=third_party_id, attributes={"a": ["1", 1, 2]}, active_ms=1)
 
 
@@ -532,3 +542,129 @@ def test_any_other_error_of_the_database_is_raised_as_store_failed(store, store_
     with pytest.raises(StoreFailed, match="clients"):
         store.write(CLIENT, lambda tx: tx.save_client(ClientConfig(CLIENT)))
     assert store.write(CLIENT, lambda tx: tx.last_batch_seq()) == 0  # and the store works on
+
+
+# -- profile pages -------------------------------------------------------------------------------
+
+
+def test_profiles_page_reads_one_clients_profiles_in_tnt_id_order_after_the_one_given(store):
+    others = [replace(profile("t0", "o0"), client="other")]
+    store.write(None, lambda tx: tx.insert_profiles([profile(t, f"x{t}") for t in ("t3", "t1", "t2", "t4")] + others))
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10)] == ["t1", "t2", "t3", "t4"]
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t1", 2)] == ["t2", "t3"]
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t4", 2)] == []
+    assert store.profiles_page(CLIENT, "t3", 1) == [profile("t4", "xt4")]  # whole, as written
+
+
+def test_profiles_page_orders_tnt_ids_by_their_bytes(store):
+    tnt_ids = ["B", "a", "Z", "é", "_", "1"]
+    store.write(CLIENT, lambda tx: tx.insert_profiles([profile(t, f"x{t}") for t in tnt_ids]))
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10)] == sorted(tnt_ids, key=str.encode)
+    assert store.profiles_page("nobody", None, 10) == []
+
+
+# -- webhook deliveries --------------------------------------------------------------------------
+
+
+def delivery(event_id: str, seq: int = 1, client: str = CLIENT, **fields) -> WebhookDelivery:
+    defaults = {"event": "batch.completed", "body": '{"batchId": "x"}', "created_ms": 10, "next_attempt_ms": 10}
+    return WebhookDelivery(event_id, client, seq, **{**defaults, **fields})
+
+
+def add_deliveries(store, *deliveries: WebhookDelivery) -> None:
+    for d in deliveries:
+        store.write(d.client, lambda tx, d=d: tx.insert_delivery(d))
+
+
+def claim(store, now_ms: int, until_ms: int = 1000, limit: int = 10) -> list[WebhookDelivery]:
+    return store.write(None, lambda tx: tx.claim_deliveries(now_ms, until_ms, limit))
+
+
+def test_a_clients_webhook_settings_read_back_outside_and_inside_a_transaction(store):
+    config = ClientConfig(CLIENT, webhook_url="https://hooks.example/in", webhook_secret="whsec_1")
+    store.write(CLIENT, lambda tx: tx.save_client(config))
+    assert store.client_config(CLIENT) == config
+    assert store.write(CLIENT, lambda tx: tx.client_config(CLIENT)) == config
+    assert store.write(CLIENT, lambda tx: tx.client_config("other")) is None
+
+
+def test_a_transaction_reads_the_client_settings_it_saved(store):
+    config = ClientConfig(CLIENT, webhook_url="http://a.example/")
+
+    def save_then_read(tx):
+        tx.save_client(config)
+        return tx.client_config(CLIENT)
+
+    assert store.write(CLIENT, save_then_read) == config
+
+
+def test_deliveries_read_back_whole_newest_first_per_client_up_to_limit(store):
+    add_deliveries(store, delivery("e1", created_ms=1), delivery("e3", created_ms=3), delivery("e2", created_ms=2))
+    add_deliveries(store, delivery("o1", client="other"))
+    assert [d.event_id for d in store.deliveries(CLIENT, 10)] == ["e3", "e2", "e1"]
+    assert [d.event_id for d in store.deliveries(CLIENT, 2)] == ["e3", "e2"]
+    assert store.deliveries("other", 10) == [delivery("o1", client="other")]
+
+
+def test_a_delivery_of_an_event_id_stored_already_is_a_conflict(store):
+    add_deliveries(store, delivery("e1"))
+    with pytest.raises(StoreConflict):
+        add_deliveries(store, delivery("e1", seq=2))
+
+
+def test_claiming_takes_the_due_deliveries_and_moves_their_next_attempt(store):
+    add_deliveries(store, delivery("due", next_attempt_ms=5), delivery("later", next_attempt_ms=50))
+    add_deliveries(store, delivery("done", next_attempt_ms=None, delivered_ms=3))
+    claimed = claim(store, now_ms=10, until_ms=70)
+    assert claimed == [delivery("due", next_attempt_ms=70)]
+    assert claim(store, now_ms=60) == [delivery("later", next_attempt_ms=1000)]  # "due" waits for its claim
+    assert [d.event_id for d in claim(store, now_ms=70)] == ["due"]
+    assert sorted(d.event_id for d in claim(store, now_ms=10**12)) == ["due", "later"]  # never "done"
+
+
+def test_claiming_takes_at_most_limit_deliveries(store):
+    add_deliveries(store, *(delivery(f"e{i}", next_attempt_ms=i) for i in range(5)))
+    assert len(claim(store, now_ms=10, limit=3)) == 3
+    assert len(claim(store, now_ms=10, limit=3)) == 2
+
+
+def test_senders_claiming_at_once_never_claim_one_delivery_twice(store):
+    add_deliveries(store, *(delivery(f"e{i:02}", next_attempt_ms=i) for i in range(40)))
+    claimed: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def sender() -> None:
+        barrier.wait()
+        for _ in range(10):
+            claimed.extend(d.event_id for d in claim(store, now_ms=100, limit=3))
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == [f"e{i:02}" for i in range(40)]
+
+
+def test_updating_a_delivery_saves_its_attempts_and_outcome(store):
+    add_deliveries(store, delivery("e1"))
+    done = delivery("e1", attempts=2, next_attempt_ms=None, delivered_ms=40, last_status=204, last_error=None)
+    store.write(CLIENT, lambda tx: tx.update_delivery(done))
+    assert store.deliveries(CLIENT, 10) == [done]
+    store.write(CLIENT, lambda tx: tx.update_delivery(delivery("unknown")))  # nothing, no error
+    assert store.deliveries(CLIENT, 10) == [done]
+
+
+def test_purging_a_batch_deletes_its_webhook_deliveries(store):
+    old = insert(store, batch(state=BatchState.COMPLETE, finished_ms=10))
+    kept = insert(store, batch())
+    add_deliveries(store, delivery("old", seq=old), delivery("kept", seq=kept))
+    assert store.write(None, lambda tx: tx.purge_batches(50, 10)) == 1
+    assert [d.event_id for d in store.deliveries(CLIENT, 10)] == ["kept"]
+
+
+def test_profiles_page_keeps_only_the_profiles_with_or_without_a_third_party_id_if_told(store):
+    store.write(CLIENT, lambda tx: tx.insert_profiles([profile("t1", "x1"), profile("t2", None), profile("t3", "x3")]))
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10, with_third_party_id=True)] == ["t1", "t3"]
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10, with_third_party_id=False)] == ["t2"]
+    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t1", 1, with_third_party_id=True)] == ["t3"]

@@ -33,6 +33,7 @@ from .model import Batch, BatchState, FailedRow, IdempotencyKey, Profile
 from .profiles import batch_write_order, new_profile, profiles_for_write, set_attributes
 from .store.base import Store, StoreUnavailable, WriteTx
 from .times import DAY_MS, HOUR_MS, MINUTE_MS, iso_ms, now_ms, utc_day_start
+from .webhooks import new_delivery
 
 log = logging.getLogger("profilestore.batches")
 MAX_ATTEMPTS = 3  # failed attempts in a row, for reasons that do not pass, before a batch is stuck
@@ -90,13 +91,7 @@ class BatchService:
         check_client(client)
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
-        header = parse_header(payload)
-        size = count_rows(payload, header)
-        if size == 0:
-            raise BadRequest("Batch is empty: the file has a header line but no data rows")
-        if size > self.settings.max_batch_rows:
-            limit = self.settings.max_batch_rows
-            raise TooLarge(f"The batch has {size:,} data rows; the limit is {limit:,} rows per batch")
+        header, size = self.check_structure(payload)
         now = self.clock()
         batch = Batch(
             seq=0, client=client, version=version, accepted_ms=now, size=size,
@@ -118,6 +113,18 @@ class BatchService:
             return batch, False
 
         return self.store.write(client, accept)
+
+    def check_structure(self, payload: bytes | bytearray) -> tuple[Header, int]:
+        """The batch's header and its number of data rows; BadRequest or TooLarge if its structure
+        refuses it whole."""
+        header = parse_header(payload)
+        size = count_rows(payload, header)
+        if size == 0:
+            raise BadRequest("Batch is empty: the file has a header line but no data rows")
+        if size > self.settings.max_batch_rows:
+            limit = self.settings.max_batch_rows
+            raise TooLarge(f"The batch has {size:,} data rows; the limit is {limit:,} rows per batch")
+        return header, size
 
     def _earlier_batch(self, tx: WriteTx, client: str, key: str | None, digest: str, now: int) -> Batch | None:
         """The batch this key made within the window, if it was made from the same version and
@@ -268,6 +275,7 @@ class BatchService:
             )  # fmt: skip
             if done:
                 tx.drop_payload(current.seq)
+                new_delivery(tx, updated, self.settings, now)  # its webhook, if the client has one
             tx.update_batch(updated)
             # Last, so that the store may still be writing them when this function returns.
             tx.insert_profiles(merged.created)
@@ -347,6 +355,7 @@ class BatchService:
             batch, state=BatchState.STUCK, stuck_reason=reason, finished_ms=self.clock(), next_attempt_ms=None
         )
         tx.update_batch(stuck)
+        new_delivery(tx, stuck, self.settings, stuck.finished_ms or 0)  # its webhook, if the client has one
         return stuck
 
     def purge_finished(self, limit: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,7 +116,7 @@ def migrate_command(store, data_dir) -> None:
     settings = Settings.from_env(store=store, data_dir=data_dir)
     with _store_problems(settings):
         applied = migrate(settings.store_url)
-    console.print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
+    console.print(f"applied {', '.join(applied)}" if applied else "the schema is up to date", soft_wrap=True)
 
 
 @main.command()
@@ -130,16 +131,31 @@ def migrate_command(store, data_dir) -> None:
     "again within PROFILESTORE_IDEMPOTENCY_HOURS answers its first batch instead of applying it twice).",
 )
 @click.option("--no-idempotency-key", is_flag=True, help="Send no Idempotency-Key: the file makes a new batch.")
+@click.option(
+    "--dry-run", is_flag=True,
+    help="Store nothing: show what the batch would do (refused, or each row's outcome; admin API).",
+)  # fmt: skip
 @client_token
+@admin_key
 @service_url
 def upload(
     file: Path, client: str, v1: bool, wait: bool, idempotency_key: str | None, no_idempotency_key: bool,
-    token: str | None, url: str,
+    dry_run: bool, token: str | None, admin_key: str | None, url: str,
 ) -> None:  # fmt: skip
     """Submit a batch file, as `curl --data-binary @FILE` would. Rerunning it with the same file
-    is safe: the file's own Idempotency-Key makes the service answer the batch it made first."""
-    path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
+    is safe: the file's own Idempotency-Key makes the service answer the batch it made first.
+    With --dry-run, nothing is stored: it shows what the batch would do, and exits 1 if the
+    batch would be refused or rows would fail."""
     body = file.read_bytes()
+    if dry_run:
+        with _service(url, admin_key) as http:
+            answer = http.post(
+                f"/api/clients/{client}/batches/validate", params={"version": 1 if v1 else 2}, content=body
+            )
+            if not _print_dry_run(_json(answer)):
+                raise SystemExit(1)
+        return
+    path = f"/m2/{client}/profile/batchUpdate" if v1 else f"/m2/{client}/v2/profile/batchUpdate"
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if not no_idempotency_key:
         headers["Idempotency-Key"] = idempotency_key or _file_key(body, 1 if v1 else 2)
@@ -181,6 +197,39 @@ def profile_get(visitor_id: str, client: str, by_third_party: bool, token: str |
     path = f"/rest/v1/profiles/thirdPartyId/{visitor_id}" if by_third_party else f"/rest/v1/profiles/{visitor_id}"
     with _service(url, token) as http:
         console.print_json(data=_json(http.get(path, params={"client": client})))
+
+
+@main.command("export")
+@click.option("--client", required=True, help="Target client code.")
+@click.option(
+    "--format", "export_format", type=click.Choice(["batch", "ndjson"]), default="batch", show_default=True,
+    help="batch: a v2 batch file that can be uploaded back as it is; ndjson: one /api profile record a line.",
+)  # fmt: skip
+@click.option(
+    "--key", type=click.Choice(["thirdPartyId", "pcId"]), default="thirdPartyId", show_default=True,
+    help="For --format batch: thirdPartyId exports the profiles that have one, keyed by it; pcId those that "
+    "have none, keyed by their tntId. The two files hold every profile once.",
+)  # fmt: skip
+@click.option("--modified-since", help="Only profiles modified at or after this ISO-8601 time, e.g. 2026-12-01T00:00Z.")
+@click.option("--attributes", help="Only these attributes, comma-separated; profiles with none of them are left out.")
+@admin_key
+@service_url
+def export_command(
+    client: str, export_format: str, key: str, modified_since: str | None, attributes: str | None,
+    admin_key: str | None, url: str,
+) -> None:  # fmt: skip
+    """Write a client's live profiles to stdout (admin API), e.g. `profilestore export --client demo > demo.txt`."""
+    params = {"format": export_format, "key": key, "modifiedSince": modified_since, "attributes": attributes}
+    out = sys.stdout.buffer
+    with _service(url, admin_key) as http:
+        path = f"/api/clients/{client}/profiles/export"
+        with http.stream("GET", path, params={k: v for k, v in params.items() if v is not None}) as answer:
+            if answer.status_code != 200:
+                answer.read()
+                _json(answer)
+            for piece in answer.iter_bytes():
+                out.write(piece)
+    out.flush()
 
 
 @main.group()
@@ -326,6 +375,24 @@ def _wait_for(http: httpx.Client, client: str, batch_id: str) -> dict:
             time.sleep(0.2)
             record = poll()
     return record
+
+
+def _print_dry_run(result: dict) -> bool:
+    """Print what a batch would do; whether it would be accepted with no row failing."""
+    refusal = result["refusal"]
+    if refusal:
+        console.print(f"[red]would be refused ({refusal['status']}): {refusal['message']}[/red]")
+        return False
+    console.print(
+        f"dry run, nothing stored: {result['batchSize']:,} rows would give {result['successfulUpdates']:,} applied "
+        f"({result['profilesCreated']:,} new profiles), {result['profilesNotFound']:,} profiles not found, "
+        f"{result['failedUpdates']:,} failed"
+    )
+    for row in result["failedRows"]:
+        console.print(f"line {row['line']}: {row['reason']}", markup=False)
+    if result["failedUpdates"] > len(result["failedRows"]):
+        console.print(f"… and {result['failedUpdates'] - len(result['failedRows']):,} more failed rows")
+    return not result["failedUpdates"]
 
 
 def _print_record(record: dict, url: str) -> None:

@@ -53,6 +53,7 @@ class Settings:
     upload_wait_seconds: float = 30  # how long one waits for its turn before a 503
     header_timeout_seconds: float = 10  # a request's line and headers must arrive within this
     body_timeout_seconds: float = 300  # and its body within this after them
+    webhook_allow: str = ""  # "host,host:port": the only hosts completion webhooks may go to; none by default
     trusted_proxies: str = ""  # "IP,IP": proxies whose X-Forwarded-For names the caller; none by default
 
     @property

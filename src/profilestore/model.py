@@ -57,6 +57,8 @@ class ClientConfig:
     auth_required: bool = False
     daily_rows: int | None = None
     calls_per_minute: int | None = None
+    webhook_url: str | None = None  # where completion webhooks go; None: no webhooks
+    webhook_secret: str | None = None  # the HMAC key their signatures use
 
 
 @dataclass
@@ -150,6 +152,24 @@ class IdempotencyKey:
     digest: str  # sha256 of the batch's version and bytes, hex
     seq: int  # the batch it made
     accepted_ms: int
+
+
+@dataclass
+class WebhookDelivery:
+    """A completion webhook to send (see webhooks.py): its body is rendered once, when the event
+    happens, so every attempt sends the same bytes."""
+
+    event_id: str  # uuid4 hex; the receiver dedups by it
+    client: str
+    seq: int  # the batch's
+    event: str  # batch.completed or batch.stuck
+    body: str  # JSON: the batch's record
+    created_ms: int
+    attempts: int = 0
+    next_attempt_ms: int | None = None  # None once delivered or given up
+    delivered_ms: int | None = None
+    last_status: int | None = None  # the HTTP status of the last attempt
+    last_error: str | None = None
 
 
 # What a failed row keeps: an id of more than KEPT_ID_CHARS (four times the longest valid one)

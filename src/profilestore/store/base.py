@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from functools import wraps
 from typing import TypeVar
 
-from ..model import Batch, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
+from ..model import Batch, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token, WebhookDelivery
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -131,7 +131,7 @@ class WriteTx(ABC):
     def purge_batches(self, finished_before_ms: int, limit: int) -> int:
         """Delete up to `limit` batches (of any client) that finished, complete or stuck, before
         the time (finished_ms earlier than it), those that finished first first, with their
-        failed rows, bytes and Idempotency-Keys, but never the newest batch of all, whose seq orders later single
+        failed rows, bytes, Idempotency-Keys and webhook deliveries, but never the newest batch of all, whose seq orders later single
         writes (see profiles.single_write_order); how many."""
 
     @abstractmethod
@@ -183,6 +183,27 @@ class WriteTx(ABC):
     @abstractmethod
     def save_client(self, config: ClientConfig) -> None:
         """Insert or replace a client's settings."""
+
+    @abstractmethod
+    def client_config(self, client: str) -> ClientConfig | None:
+        """The client's own settings as of this transaction, or None if it has none."""
+
+    @abstractmethod
+    def insert_delivery(self, delivery: WebhookDelivery) -> None:
+        """Store a new webhook delivery; StoreConflict if its event id is stored already."""
+
+    @abstractmethod
+    def claim_deliveries(self, now_ms: int, until_ms: int, limit: int) -> list[WebhookDelivery]:
+        """Up to `limit` deliveries (of any client) due at now_ms (next_attempt_ms at or before
+        it), earliest due first, each with its next_attempt_ms moved to until_ms and saved so, as
+        returned: another sender passes them by until then. On PostgreSQL, rows another
+        transaction has claimed and not yet committed are skipped (FOR UPDATE SKIP LOCKED), so
+        two senders never claim one delivery at once; SQLite has one writer."""
+
+    @abstractmethod
+    def update_delivery(self, delivery: WebhookDelivery) -> None:
+        """Save a delivery's attempts, next_attempt_ms, delivered_ms, last_status and last_error
+        over the stored one of its event id; nothing if there is none (purged)."""
 
     @abstractmethod
     def save_token(self, token: Token) -> None:
@@ -244,6 +265,18 @@ class Store(ABC):
         into another profile finds that one."""
 
     @abstractmethod
+    def profiles_page(
+        self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
+    ) -> list[Profile]:
+        """Up to `limit` of the client's stored profiles in tntId order (byte order), those whose
+        tntId comes after after_tnt_id (from the first if None); an empty list when none is left.
+        with_third_party_id True: only those that have a thirdPartyId, False: only those that
+        have none (the others are skipped in the database, never decoded).
+        Keyset paging on the primary key: pass the last tntId of a page to get the next one, each
+        page one indexed range read, however deep. Expired profiles not yet purged are included
+        (the rules above decide what is live); tntIds merged into others are not profiles."""
+
+    @abstractmethod
     def has_client(self, client: str) -> bool:
         """Whether the store holds any profile of this client."""
 
@@ -288,6 +321,10 @@ class Store(ABC):
         holds it with a session advisory lock on a pooled connection kept for the block (the
         lock goes with the session if the process dies), looking at the first 100 startable
         batches only. Errors are raised as the block starts; ending it raises none of its own."""
+
+    @abstractmethod
+    def deliveries(self, client: str, limit: int) -> list[WebhookDelivery]:
+        """Up to `limit` of the client's webhook deliveries, newest (created last) first."""
 
     @abstractmethod
     def batch_payload(self, seq: int) -> bytes | None:

@@ -36,11 +36,21 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
+from ..model import (
+    Batch,
+    BatchState,
+    ClientConfig,
+    FailedRow,
+    IdempotencyKey,
+    Profile,
+    QueueState,
+    Token,
+    WebhookDelivery,
+)
 from ..times import HOUR_MS
 from . import migrations
 from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_from_row, profile_values, profiles_by_asked
 
 POOL_SIZE = 10
 CONNECT_TIMEOUT_SECONDS = 5  # a server that does not answer is down, not slow
@@ -88,6 +98,7 @@ UPSERT_IDEMPOTENCY_KEY = f"""INSERT INTO idempotency_keys ({IDEMPOTENCY_KEY_COLU
 DELETE_BATCHES = (
     "DELETE FROM failed_rows WHERE seq = ANY(%s)",
     "DELETE FROM idempotency_keys WHERE seq = ANY(%s)",
+    "DELETE FROM webhook_deliveries WHERE seq = ANY(%s)",
     "DELETE FROM batch_payloads WHERE seq = ANY(%s)",
     "DELETE FROM batches WHERE seq = ANY(%s)",
 )
@@ -107,6 +118,10 @@ SELECT_PROFILES_BY = {
     "marketingCloudVisitorId": f"{_ASKED} mcvid = asked LIMIT 1) p",
 }
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
+# Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
+# tnt_id is COLLATE "C": byte order, as in SQLite.
+SELECT_PROFILES_PAGE = f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND tnt_id > %(after)s
+    AND (%(third)s::boolean IS NULL OR (third_party_id IS NOT NULL) = %(third)s) ORDER BY tnt_id LIMIT %(limit)s"""
 # The staging table lives as long as its connection (made with it) and is emptied by every commit.
 CREATE_STAGING = """CREATE TEMPORARY TABLE profiles_staging
     (LIKE profiles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
@@ -138,10 +153,25 @@ SELECT_INACTIVE = """SELECT client, tnt_id FROM profiles WHERE active_hour <= %(
     LIMIT %(limit)s"""
 DELETE_INACTIVE = """DELETE FROM profiles WHERE client = %s AND tnt_id = ANY(%s) AND active_ms < %s
     RETURNING tnt_id"""
-SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM clients WHERE client = %s"
-UPSERT_CLIENT = """INSERT INTO clients (client, auth_required, daily_rows, calls_per_minute) VALUES (%s, %s, %s, %s)
+CLIENT_COLUMNS = "client, auth_required, daily_rows, calls_per_minute, webhook_url, webhook_secret"
+SELECT_CLIENT = f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client = %s"
+UPSERT_CLIENT = f"""INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
     ON CONFLICT (client) DO UPDATE SET auth_required = excluded.auth_required, daily_rows = excluded.daily_rows,
-    calls_per_minute = excluded.calls_per_minute"""
+    calls_per_minute = excluded.calls_per_minute, webhook_url = excluded.webhook_url,
+    webhook_secret = excluded.webhook_secret"""
+DELIVERY_COLUMNS = """event_id, client, seq, event, body, created_ms, attempts, next_attempt_ms, delivered_ms,
+    last_status, last_error"""
+INSERT_DELIVERY = f"""INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+# SKIP LOCKED: two senders claiming at once take different deliveries instead of waiting.
+CLAIM_DELIVERIES = f"""UPDATE webhook_deliveries SET next_attempt_ms = %(until)s WHERE event_id IN (
+    SELECT event_id FROM webhook_deliveries WHERE next_attempt_ms <= %(now)s
+    ORDER BY next_attempt_ms LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING {DELIVERY_COLUMNS}"""
+UPDATE_DELIVERY = """UPDATE webhook_deliveries SET attempts = %s, next_attempt_ms = %s, delivered_ms = %s,
+    last_status = %s, last_error = %s WHERE event_id = %s"""
+SELECT_DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE client = %s
+    ORDER BY created_ms DESC, seq DESC LIMIT %s"""
 TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
 SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = %s"
 SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = %s ORDER BY created_order"
@@ -396,8 +426,22 @@ class PostgresTx(WriteTx):
         return _row(self._db.execute(SELECT_ROWS_SINCE, (client, since_ms)))[0]
 
     def save_client(self, config: ClientConfig) -> None:
-        values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
-        self._db.execute(UPSERT_CLIENT, values)
+        self._db.execute(UPSERT_CLIENT, astuple(config))
+
+    def client_config(self, client: str) -> ClientConfig | None:
+        row = self._db.execute(SELECT_CLIENT, (client,)).fetchone()
+        return ClientConfig(*row) if row else None
+
+    def insert_delivery(self, delivery: WebhookDelivery) -> None:
+        self._db.execute(INSERT_DELIVERY, astuple(delivery))
+
+    def claim_deliveries(self, now_ms: int, until_ms: int, limit: int) -> list[WebhookDelivery]:
+        rows = self._db.execute(CLAIM_DELIVERIES, {"until": until_ms, "now": now_ms, "limit": limit}).fetchall()
+        return sorted((WebhookDelivery(*row) for row in rows), key=lambda d: d.created_ms)
+
+    def update_delivery(self, d: WebhookDelivery) -> None:
+        values = (d.attempts, d.next_attempt_ms, d.delivered_ms, d.last_status, d.last_error, d.event_id)
+        self._db.execute(UPDATE_DELIVERY, values)
 
     def save_token(self, token: Token) -> None:
         self._db.execute(UPSERT_TOKEN, astuple(token))
@@ -499,6 +543,12 @@ class PostgresStore(Store):
             cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
             return cursor.execute(query, params).fetchall()
 
+    def profiles_page(
+        self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
+    ) -> list[Profile]:
+        query = {"client": client, "after": after_tnt_id or "", "limit": limit, "third": with_third_party_id}
+        return [profile_from_row(row) for row in self._all(SELECT_PROFILES_PAGE, query)]
+
     def has_client(self, client: str) -> bool:
         return self._one(SELECT_HAS_CLIENT, (client,))[0]
 
@@ -526,6 +576,9 @@ class PostgresStore(Store):
 
     def queue_state(self) -> QueueState:
         return QueueState(*self._one(SELECT_QUEUE_STATE))
+
+    def deliveries(self, client: str, limit: int) -> list[WebhookDelivery]:
+        return [WebhookDelivery(*row) for row in self._all(SELECT_DELIVERIES, (client, limit))]
 
     def batch_payload(self, seq: int) -> bytes | None:
         with self._connection() as conn:

@@ -26,6 +26,13 @@ def profile_values(p: Profile) -> tuple:
     return p.client, p.tnt_id, p.created_ms, p.modified_ms, p.third_party_id, p.mcvid, attributes, p.active_ms
 
 
+def profile_from_row(row: tuple) -> Profile:
+    """A row of PROFILE_COLUMNS as a profile."""
+    client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms = row
+    stored = orjson.loads(attributes)
+    return Profile(client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, stored, active_ms)
+
+
 def profiles_by_asked(rows: Iterable) -> dict[str, Profile]:
     """Rows of (id asked for, PROFILE_COLUMNS...) as profiles keyed by the id asked for; ids
     that lead to the same profile share one Profile object."""

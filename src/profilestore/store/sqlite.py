@@ -16,10 +16,20 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from pathlib import Path
 
-from ..model import Batch, BatchState, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token
+from ..model import (
+    Batch,
+    BatchState,
+    ClientConfig,
+    FailedRow,
+    IdempotencyKey,
+    Profile,
+    QueueState,
+    Token,
+    WebhookDelivery,
+)
 from . import migrations
 from .base import (
     Store,
@@ -32,7 +42,7 @@ from .base import (
     wrapped_in,
     wrapping_errors,
 )
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_from_row, profile_values, profiles_by_asked
 
 # Readers map the file (up to this much) instead of copying each page through read() calls.
 READER_MMAP_BYTES = 1 << 30
@@ -91,6 +101,9 @@ SELECT_PROFILES_BY = {
     "marketingCloudVisitorId": f"{_ASKED} AND p.mcvid = asked.value",
 }
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT 1 FROM profiles WHERE client = ?)"
+# Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
+SELECT_PROFILES_PAGE = f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ?1 AND tnt_id > ?2
+    AND (?4 IS NULL OR (third_party_id IS NOT NULL) = ?4) ORDER BY tnt_id LIMIT ?3"""
 SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = ? AND tnt_id = ?"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = ?3 WHERE client = ?1 AND into_tnt_id = ?2"
@@ -111,9 +124,20 @@ SELECT_MERGED_INTO = "SELECT tnt_id FROM merged_ids WHERE client = ? AND into_tn
 SELECT_INACTIVE = "SELECT client, tnt_id FROM profiles WHERE active_ms < ? LIMIT ?"
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = ?1)
     AND id IN (SELECT value FROM json_each(?2))"""
-SELECT_CLIENT = "SELECT client, auth_required, daily_rows, calls_per_minute FROM clients WHERE client = ?"
-UPSERT_CLIENT = """INSERT OR REPLACE INTO clients (client, auth_required, daily_rows, calls_per_minute)
-    VALUES (?, ?, ?, ?)"""
+CLIENT_COLUMNS = "client, auth_required, daily_rows, calls_per_minute, webhook_url, webhook_secret"
+SELECT_CLIENT = f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client = ?"
+UPSERT_CLIENT = f"INSERT OR REPLACE INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+DELIVERY_COLUMNS = """event_id, client, seq, event, body, created_ms, attempts, next_attempt_ms, delivered_ms,
+    last_status, last_error"""
+INSERT_DELIVERY = f"INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_DUE_DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE next_attempt_ms <= ?
+    ORDER BY next_attempt_ms LIMIT ?"""
+CLAIM_DELIVERY = "UPDATE webhook_deliveries SET next_attempt_ms = ? WHERE event_id = ?"
+UPDATE_DELIVERY = """UPDATE webhook_deliveries SET attempts = ?, next_attempt_ms = ?, delivered_ms = ?, last_status = ?,
+    last_error = ? WHERE event_id = ?"""
+SELECT_DELIVERIES = f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE client = ?
+    ORDER BY created_ms DESC, seq DESC LIMIT ?"""
+DELETE_DELIVERIES_OF_BATCH = "DELETE FROM webhook_deliveries WHERE seq = ?"
 TOKEN_COLUMNS = "id, client, hash, created_ms, expires_ms, revoked_ms"
 SELECT_TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?"
 SELECT_TOKENS = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE client = ? ORDER BY rowid"
@@ -130,7 +154,7 @@ def _profiles_by(conn: sqlite3.Connection, client: str, id_kind: str, ids: Itera
 
 
 def _client_config(row) -> ClientConfig | None:
-    return ClientConfig(row[0], bool(row[1]), row[2], row[3]) if row else None
+    return ClientConfig(row[0], bool(row[1]), *tuple(row)[2:]) if row else None
 
 
 @contextmanager
@@ -241,7 +265,8 @@ class SQLiteTx(WriteTx):
 
     def purge_batches(self, finished_before_ms: int, limit: int) -> int:
         doomed = [(row[0],) for row in self._conn.execute(SELECT_PURGEABLE, (finished_before_ms, limit))]
-        for statement in (DELETE_FAILED_ROWS_OF_BATCH, DELETE_IDEMPOTENCY_KEYS_OF_BATCH, DELETE_PAYLOAD, DELETE_BATCH):
+        for statement in (DELETE_FAILED_ROWS_OF_BATCH, DELETE_IDEMPOTENCY_KEYS_OF_BATCH, DELETE_DELIVERIES_OF_BATCH,
+                          DELETE_PAYLOAD, DELETE_BATCH):  # fmt: skip
             self._conn.executemany(statement, doomed)
         return len(doomed)
 
@@ -286,8 +311,22 @@ class SQLiteTx(WriteTx):
         return self._conn.execute(SELECT_ROWS_SINCE, (client, since_ms)).fetchone()[0]
 
     def save_client(self, config: ClientConfig) -> None:
-        values = (config.client, config.auth_required, config.daily_rows, config.calls_per_minute)
-        self._conn.execute(UPSERT_CLIENT, values)
+        self._conn.execute(UPSERT_CLIENT, astuple(config))
+
+    def client_config(self, client: str) -> ClientConfig | None:
+        return _client_config(self._conn.execute(SELECT_CLIENT, (client,)).fetchone())
+
+    def insert_delivery(self, delivery: WebhookDelivery) -> None:
+        self._conn.execute(INSERT_DELIVERY, astuple(delivery))
+
+    def claim_deliveries(self, now_ms: int, until_ms: int, limit: int) -> list[WebhookDelivery]:
+        due = [WebhookDelivery(*row) for row in self._conn.execute(SELECT_DUE_DELIVERIES, (now_ms, limit))]
+        self._conn.executemany(CLAIM_DELIVERY, [(until_ms, d.event_id) for d in due])
+        return [replace(d, next_attempt_ms=until_ms) for d in due]
+
+    def update_delivery(self, d: WebhookDelivery) -> None:
+        values = (d.attempts, d.next_attempt_ms, d.delivered_ms, d.last_status, d.last_error, d.event_id)
+        self._conn.execute(UPDATE_DELIVERY, values)
 
     def save_token(self, token: Token) -> None:
         self._conn.execute(UPSERT_TOKEN, astuple(token))
@@ -398,6 +437,15 @@ class SQLiteStore(Store):
         return _profiles_by(self._reader(), client, id_kind, [visitor_id]).get(visitor_id)
 
     @_translated
+    def profiles_page(
+        self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
+    ) -> list[Profile]:
+        cursor = self._reader().cursor()
+        cursor.row_factory = None  # plain tuples: a sqlite3.Row per profile costs a third of the read
+        rows = cursor.execute(SELECT_PROFILES_PAGE, (client, after_tnt_id or "", limit, with_third_party_id))
+        return [profile_from_row(row) for row in rows]
+
+    @_translated
     def has_client(self, client: str) -> bool:
         return bool(self._reader().execute(SELECT_HAS_CLIENT, (client,)).fetchone()[0])
 
@@ -438,6 +486,10 @@ class SQLiteStore(Store):
         with _wrapped_errors():
             batch = _batch(self._reader().execute(SELECT_NEXT_BATCH).fetchone())
         yield batch
+
+    @_translated
+    def deliveries(self, client: str, limit: int) -> list[WebhookDelivery]:
+        return [WebhookDelivery(*row) for row in self._reader().execute(SELECT_DELIVERIES, (client, limit))]
 
     @_translated
     def batch_payload(self, seq: int) -> bytes | None:

@@ -3,23 +3,28 @@ here needs the admin key (or, with none configured, a loopback caller); health i
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from .. import export
 from ..auth import AuthService
 from ..batches import BatchService
 from ..clients import client_limit
 from ..config import Settings
+from ..dryrun import dry_run
 from ..errors import NotFound
 from ..model import ID_KINDS, Failing
 from ..privacy import PrivacyService
 from ..profiles import live_profile
 from ..store.base import Store
+from ..webhooks import webhook_changes
+from .body import read_batch, upload_turn
 from .bulk import status_url
 from .deps import admin, auth, batches, client_code, now, privacy, settings, store
-from .wire import batch_json, profile_json, token_json
+from .wire import batch_json, delivery_json, dry_run_json, profile_json, token_json
 
 router = APIRouter(prefix="/api", dependencies=[Depends(admin), Depends(client_code)])
 MAX_OFFSET = 2**31 - 1
@@ -94,6 +99,18 @@ def batch_unprocessed_csv(batch_id: str, service: BatchService = Depends(batches
     )
 
 
+@router.post("/clients/{client}/batches/validate")
+async def validate_batch(
+    client: str, request: Request, version: int = Query(2, ge=1, le=2), service: BatchService = Depends(batches)
+) -> dict:
+    """A dry run: what the batch file (sent as batchUpdate takes it) would do, storing nothing."""
+    settings = service.settings
+    async with upload_turn(request, settings.upload_wait_seconds) as turn:
+        payload = await read_batch(request, settings.max_batch_bytes, turn)
+        result = await run_in_threadpool(dry_run, service.store, service, service.clock, client, version, payload)
+    return dry_run_json(result, version)
+
+
 # -- profiles ---------------------------------------------------------------------------------
 
 
@@ -120,6 +137,27 @@ def delete_attribute(
     return profile_json(service.delete_attribute(client, _id_kind(id_kind), visitor_id, name))
 
 
+@router.get("/clients/{client}/profiles/export")
+def profile_export(
+    client: str, format: str = "batch", key: str = "thirdPartyId",
+    modified_since: str | None = Query(None, alias="modifiedSince"), attributes: str | None = None,
+    db: Store = Depends(store), config: Settings = Depends(settings), at: int = Depends(now),
+) -> Response:  # fmt: skip
+    """The client's live profiles, streamed: a v2 batch file of one key (format=batch) or the
+    /api profile records, one JSON object a line (format=ndjson); see export.py."""
+    request = export.export_request(client, format, key, modified_since, attributes)
+    if request.format == "ndjson":
+        pages = export.live_pages(db, request, at, config.lifetime_ms)
+        lines = (b"".join(orjson.dumps(profile_json(p)) + b"\n" for p in page) for page in pages)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    name = f"{client}-profiles-{request.key}.txt"
+    return StreamingResponse(
+        export.batch_file(db, request, at, config.lifetime_ms),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 # -- clients: authentication, quotas, tokens --------------------------------------------------
 
 
@@ -127,6 +165,8 @@ class ClientChange(BaseModel):
     authRequired: bool | None = None
     dailyRows: int | None = Field(None, ge=0, le=MAX_QUOTA, description="0: no daily limit")
     callsPerMinute: int | None = Field(None, ge=0, le=MAX_QUOTA, description="0: no call rate limit")
+    webhookUrl: str | None = Field(None, max_length=2048, description="completion webhooks' URL; null: none")
+    newWebhookSecret: bool = Field(False, description="make a new webhook signing secret, shown this once")
 
 
 class TokenRequest(BaseModel):
@@ -144,6 +184,7 @@ def client_record(client: str, db: Store = Depends(store), config: Settings = De
         "authRequired": bool(own and own.auth_required),
         "dailyRows": client_limit(config, own, "daily_rows"),
         "callsPerMinute": client_limit(config, own, "calls_per_minute"),
+        "webhookUrl": own.webhook_url if own else None,  # never its secret
     }
 
 
@@ -152,11 +193,22 @@ def change_client(
     client: str, change: ClientChange, service: AuthService = Depends(auth), db: Store = Depends(store),
     config: Settings = Depends(settings),
 ) -> dict:  # fmt: skip
-    """Turn authentication on or off, or set the client's own quotas."""
+    """Turn authentication on or off, set the client's own quotas, or its webhook URL (the
+    answer then shows a new signing secret, this once)."""
     fields = {"auth_required": change.authRequired, "daily_rows": change.dailyRows,
               "calls_per_minute": change.callsPerMinute}  # fmt: skip
-    service.configure(client, **{k: v for k, v in fields.items() if v is not None})
-    return client_record(client, db, config)
+    changes = {k: v for k, v in fields.items() if v is not None}
+    url_given = "webhookUrl" in change.model_fields_set
+    secret = webhook_changes(config, db.client_config(client), change.webhookUrl, url_given, change.newWebhookSecret)
+    service.configure(client, **changes, **secret)
+    shown = {"webhookSecret": secret["webhook_secret"]} if secret.get("webhook_secret") else {}
+    return {**client_record(client, db, config), **shown}
+
+
+@router.get("/clients/{client}/webhooks/deliveries")
+def webhook_deliveries(client: str, limit: int = Query(100, ge=1, le=1000), db: Store = Depends(store)) -> dict:
+    """The client's webhook deliveries, newest first."""
+    return {"deliveries": [delivery_json(d) for d in db.deliveries(client, limit)]}
 
 
 @router.post("/clients/{client}/tokens", status_code=201)

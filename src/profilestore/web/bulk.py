@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from .. import records
 from ..batches import BatchService
 from ..model import Batch
 from . import xml
@@ -39,9 +40,7 @@ async def _submit(request: Request, service: BatchService, client: str, version:
 
 
 def status_url(request: Request, batch: Batch) -> str:
-    base = request.app.state.settings.public_url or str(request.base_url)
-    version = "/v2" if batch.version == 2 else ""
-    return f"{base.rstrip('/')}/m2/{batch.client}{version}/profile/batchStatus?batchId={batch.id}"
+    return records.status_url(request.app.state.settings.public_url or str(request.base_url), batch)
 
 
 @router.get("/m2/{client}/profile/batchStatus")

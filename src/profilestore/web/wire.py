@@ -3,10 +3,13 @@ batch records and tokens. The XML ones are in xml.py."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import orjson
 
-from ..model import MODIFIED_MS, VALUE, Batch, Failing, Profile, Token
+from ..dryrun import DryRun
+from ..model import MODIFIED_MS, VALUE, Batch, Failing, Profile, Token, WebhookDelivery
+from ..records import batch_record
 from ..times import iso_ms
+from .errors import status_of
 
 
 def attributes_json(profile: Profile) -> dict:
@@ -38,36 +41,8 @@ def target_json(profile: Profile, visitor_id: str) -> dict:
 
 
 def batch_json(batch: Batch, url: str, failing: Failing | None = None) -> dict:
-    """The batch's record. What this service's worker keeps failing at, it knows better than
-    the store, which may not have taken even that write (a full disk)."""
-    finished = batch.finished_ms
-    if failing and failing.batch_id == batch.id and not batch.state.finished:
-        batch = replace(batch, last_error=failing.last_error, failing_since_ms=failing.failing_since_ms,
-                        next_attempt_ms=failing.next_attempt_ms)  # fmt: skip
-    return {
-        "batchId": batch.id,
-        "client": batch.client,
-        "version": batch.version,
-        "status": batch.state.target_status,
-        "state": batch.state,
-        "batchSize": batch.size,
-        "consumedCount": batch.consumed,
-        "successfulUpdates": batch.successful,
-        "profilesNotFound": batch.not_found,
-        "failedUpdates": batch.failed,
-        "payloadBytes": batch.payload_bytes,
-        "acceptedAt": iso_ms(batch.accepted_ms),
-        "startedAt": iso_ms(batch.started_ms),
-        "finishedAt": iso_ms(finished),
-        "durationMs": finished - batch.accepted_ms if finished else None,
-        "stuckReason": batch.stuck_reason,
-        "heldBack": batch.held_reason,
-        "lastError": batch.last_error,
-        "failingSince": iso_ms(batch.failing_since_ms),
-        "nextAttemptAt": iso_ms(batch.next_attempt_ms),
-        "failedAttempts": batch.attempts,
-        "batchStatus": url,
-    }
+    """The batch's record (see records.batch_record: a webhook sends the same)."""
+    return batch_record(batch, url, failing)
 
 
 def token_json(token: Token, now: int) -> dict:
@@ -79,4 +54,38 @@ def token_json(token: Token, now: int) -> dict:
         "createdAt": iso_ms(token.created_ms),
         "expiresAt": iso_ms(token.expires_ms),
         "revokedAt": iso_ms(token.revoked_ms),
+    }
+
+
+def delivery_json(delivery: WebhookDelivery) -> dict:
+    """A webhook delivery, for the delivery log (its body holds its batch's id)."""
+    state = "delivered" if delivery.delivered_ms else "pending" if delivery.next_attempt_ms else "given up"
+    return {
+        "eventId": delivery.event_id,
+        "event": delivery.event,
+        "batchId": orjson.loads(delivery.body)["batchId"],
+        "state": state,
+        "createdAt": iso_ms(delivery.created_ms),
+        "attempts": delivery.attempts,
+        "nextAttemptAt": iso_ms(delivery.next_attempt_ms),
+        "deliveredAt": iso_ms(delivery.delivered_ms),
+        "lastStatus": delivery.last_status,
+        "lastError": delivery.last_error,
+    }
+
+
+def dry_run_json(result: DryRun, version: int) -> dict:
+    """What a batch would do: refused whole (with the status and message batchUpdate would
+    answer), or its rows' outcomes, as its record would count them."""
+    refusal = result.refusal
+    return {
+        "wouldBeAccepted": refusal is None,
+        "refusal": {"status": status_of(refusal), "message": refusal.message} if refusal else None,
+        "version": version,
+        "batchSize": result.size,
+        "successfulUpdates": result.successful,
+        "profilesCreated": result.created,
+        "profilesNotFound": result.not_found,
+        "failedUpdates": result.failed,
+        "failedRows": [{"line": r.line, "id": r.id, "reason": r.reason} for r in result.failed_rows],
     }

@@ -1,4 +1,4 @@
--- The PostgreSQL schema as the migrations beside this file leave it (0003), to read. A store
+-- The PostgreSQL schema as the migrations beside this file leave it (0005), to read. A store
 -- never runs this file: it applies the migrations it lacks, and records each in the
 -- profilestore_migrations table (the runner's, not part of this schema). A new migration
 -- changes this file too, or tests/test_migrations.py fails.
@@ -97,7 +97,9 @@ CREATE TABLE clients (
     client text COLLATE "C" PRIMARY KEY,
     auth_required boolean NOT NULL,
     daily_rows integer,
-    calls_per_minute integer
+    calls_per_minute integer,
+    webhook_url text,  -- where completion webhooks go; NULL: none
+    webhook_secret text  -- the key of their signatures
 );
 
 -- Profile API tokens: the sha256 of each secret, never the secret. Listed in the order saved
@@ -124,3 +126,23 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (client, key)
 );
 CREATE INDEX idempotency_keys_seq ON idempotency_keys (seq);
+
+-- Completion webhooks to send: one per batch that completed or became stuck while its client had
+-- a webhook URL, made in that transaction; next_attempt_ms is NULL once delivered or given up.
+-- Deleted with their batch.
+CREATE TABLE webhook_deliveries (
+    event_id text PRIMARY KEY,
+    client text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    event text NOT NULL,
+    body text NOT NULL,
+    created_ms bigint NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_ms bigint,
+    delivered_ms bigint,
+    last_status integer,
+    last_error text
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
+CREATE INDEX webhook_deliveries_by_client ON webhook_deliveries (client, created_ms);
+CREATE INDEX webhook_deliveries_seq ON webhook_deliveries (seq);

@@ -1,4 +1,4 @@
--- The SQLite schema as the migrations beside this file leave it (PRAGMA user_version 2), to read.
+-- The SQLite schema as the migrations beside this file leave it (PRAGMA user_version 4), to read.
 -- A store never runs this file: it applies the migrations it lacks. A new migration changes
 -- this file too, or tests/test_migrations.py fails.
 
@@ -84,7 +84,9 @@ CREATE TABLE clients (
     client TEXT PRIMARY KEY,
     auth_required INTEGER NOT NULL,
     daily_rows INTEGER,
-    calls_per_minute INTEGER
+    calls_per_minute INTEGER,
+    webhook_url TEXT,  -- where completion webhooks go; NULL: none
+    webhook_secret TEXT  -- the key of their signatures
 );
 
 -- Profile API tokens: the sha256 of each secret, never the secret. Listed in the order saved
@@ -110,3 +112,23 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (client, key)
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_seq ON idempotency_keys (seq);
+
+-- Completion webhooks to send: one per batch that completed or became stuck while its client had
+-- a webhook URL, made in that transaction; next_attempt_ms is NULL once delivered or given up.
+-- Deleted with their batch.
+CREATE TABLE webhook_deliveries (
+    event_id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER,
+    delivered_ms INTEGER,
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE next_attempt_ms IS NOT NULL;
+CREATE INDEX webhook_deliveries_by_client ON webhook_deliveries (client, created_ms);
+CREATE INDEX webhook_deliveries_seq ON webhook_deliveries (seq);
