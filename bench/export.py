@@ -29,7 +29,7 @@ from profilestore.ids import new_tnt_id
 from profilestore.model import Profile
 from profilestore.store import open_store
 from service import CLIENT, Service, fresh_store, save
-from standard_batch import CATEGORIES, CITIES, FIRST_NAMES, HEADER, NON_LATIN_CITIES, SEED, TIERS, visitor_id
+from standard_batch import HEADER, SEED, values, visitor_id
 
 CHUNK = 10_000  # profiles per insert transaction
 THIRD_PARTY_SHARE = 0.9
@@ -40,17 +40,7 @@ def profiles(first: int, count: int, rng: random.Random) -> list[Profile]:
     """Profiles first..first+count, with the standard batch's attributes (15 % left out)."""
     made = []
     for n in range(first, first + count):
-        values = [
-            rng.choice(FIRST_NAMES),
-            rng.choice(NON_LATIN_CITIES if rng.random() < 0.15 else CITIES),
-            rng.choice(CATEGORIES),
-            rng.choice(TIERS),
-            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-            f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}",
-            str(rng.randint(0, 250_000)),
-            f"{rng.randint(1000, 99999)}",
-        ]
-        attributes = {name: [v, NOW_MS, n] for name, v in zip(HEADER[1:], values) if rng.random() >= 0.15}
+        attributes = {name: [v, NOW_MS, n] for name, v in zip(HEADER[1:], values(rng)) if rng.random() >= 0.15}
         third_party_id = visitor_id(n) if rng.random() < THIRD_PARTY_SHARE else None
         made.append(Profile(CLIENT, new_tnt_id(), NOW_MS, NOW_MS, third_party_id, None, attributes, NOW_MS))
     return made

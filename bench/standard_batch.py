@@ -42,23 +42,26 @@ def visitor_id(n: int) -> str:
     return f"c{n:07d}"
 
 
+def values(rng: random.Random) -> list[str]:
+    """One row's attribute values, in HEADER's order after the key."""
+    return [
+        rng.choice(FIRST_NAMES),
+        rng.choice(NON_LATIN_CITIES if rng.random() < NON_LATIN_SHARE else CITIES),
+        rng.choice(CATEGORIES),
+        rng.choice(TIERS),
+        f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}",
+        str(rng.randint(0, 250_000)),
+        f"{rng.randint(1000, 99999)}",
+    ]
+
+
 def rows(count: int, seed: int = SEED, first: int = 0):
     """The data lines, without line ends, for ids c{first} onwards."""
     rng = random.Random(seed + first)
     for n in range(first, first + count):
-        name = rng.choice(FIRST_NAMES)
-        values = [
-            name,
-            rng.choice(NON_LATIN_CITIES if rng.random() < NON_LATIN_SHARE else CITIES),
-            rng.choice(CATEGORIES),
-            rng.choice(TIERS),
-            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-            f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}",
-            str(rng.randint(0, 250_000)),
-            f"{rng.randint(1000, 99999)}",
-        ]
         cells = [quote(visitor_id(n), safe="")]
-        cells += ["" if rng.random() < EMPTY else quote(v, safe="") for v in values]
+        cells += ["" if rng.random() < EMPTY else quote(v, safe="") for v in values(rng)]
         while cells[-1] == "":
             cells.pop()  # Target's ragged rows: trailing empty fields are left out
         yield ",".join(cells)
