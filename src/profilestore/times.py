@@ -1,8 +1,11 @@
-"""Time in milliseconds since the epoch, as every record keeps it, and as Target writes it."""
+"""Time in milliseconds since the epoch, as every record keeps it, and as Target writes it; and
+the pause between attempts that failed."""
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -28,3 +31,11 @@ def iso_ms(epoch_ms: int | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds")
+
+
+def backoff(first: float, cap: float, failures: int, draw: Callable[[], float] = random.random) -> float:
+    """The pause after `failures` failed attempts in a row: doubling from `first` up to `cap`,
+    drawn at random between half and all of that, so that what failed together does not all
+    come back at the same moment."""
+    ceiling = min(cap, first * 2 ** min(failures, 30))  # 2**1024 is no float
+    return ceiling * (0.5 + draw() / 2)

@@ -33,7 +33,7 @@ from .errors import BadRequest
 from .model import Batch, BatchState, ClientConfig, WebhookDelivery
 from .records import batch_record, status_url
 from .store.base import Store, WriteTx
-from .times import DAY_MS, HOUR_MS, now_ms
+from .times import DAY_MS, HOUR_MS, backoff, now_ms
 
 log = logging.getLogger("profilestore.webhooks")
 SECRET_PREFIX = "whsec_"
@@ -101,8 +101,7 @@ def signature(secret: str, timestamp: int, body: str) -> str:
 def retry_delay_ms(attempts: int, draw: Callable[[], float] = random.random) -> int:
     """The pause after the attempts-th failed attempt: doubling from FIRST_RETRY_MS up to
     MAX_RETRY_MS, drawn between half and all of that."""
-    ceiling = min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** min(attempts - 1, 30))
-    return int(ceiling * (0.5 + draw() / 2))
+    return int(backoff(FIRST_RETRY_MS, MAX_RETRY_MS, attempts - 1, draw))
 
 
 class WebhookSender:

@@ -37,7 +37,7 @@ from .limits import Pacer, parse_windows
 from .model import Batch, Failing
 from .profiles import purge_expired
 from .store.base import Store, StoreUnavailable
-from .times import MINUTE_MS, now_ms
+from .times import MINUTE_MS, backoff, now_ms
 from .webhooks import SenderThread, WebhookSender
 
 log = logging.getLogger("profilestore.worker")
@@ -62,8 +62,7 @@ class Backoff:
     def next_delay(self) -> float:
         """The pause before the next attempt, should this one fail; the same until it is taken."""
         if self._next is None:
-            ceiling = min(self.cap, self.first * 2 ** min(self.failures, 30))  # 2**1024 is no float
-            self._next = ceiling * (0.5 + self._draw() / 2)
+            self._next = backoff(self.first, self.cap, self.failures, self._draw)
         return self._next
 
     def failed(self) -> float:
