@@ -6,7 +6,10 @@ standard batch is being applied (sent twice, so that it outlasts the measurement
 time from a 1-row batch being accepted to its row being visible through the fetch API, over
 many tries.
 
-    bench/reads [--profiles 1000000] [--seconds 10] [--connections 16]
+    bench/reads [--profiles 1000000] [--seconds 10] [--connections 16] [--store postgresql://…]
+
+With --store, the service runs on a new schema of that PostgreSQL database (dropped at the
+end), and the results go to reads-postgresql.json.
 """
 
 from __future__ import annotations
@@ -61,12 +64,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--tries", type=int, default=200, help="1-row batches for the visibility figure")
+    parser.add_argument("--store", help="a PostgreSQL database URL (default: a fresh SQLite file)")
     args = parser.parse_args()
+    if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+        parser.error("--store takes a PostgreSQL URL; the default store is a fresh SQLite file")
     if shutil.which("wrk") is None:
         raise SystemExit("bench/reads needs wrk: apt-get install wrk")
     batch = standard_batch().read_bytes()
 
-    with tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp, fresh_store(Path(tmp)) as store_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="profilestore-bench-") as tmp,
+        fresh_store(Path(tmp), args.store) as store_url,
+    ):
         service = Service(Path(tmp), store_url)
         try:
             for first in range(0, args.profiles, 500_000):
@@ -97,8 +106,11 @@ def main() -> None:
             )
         finally:
             service.stop()
-    path = save("reads", {
-        "command": "bench/reads",
+    path = save("reads-postgresql" if args.store else "reads", {
+        "command": "bench/reads"
+        + (f" --profiles {args.profiles}" if args.profiles != 1_000_000 else "")
+        + (" --store postgresql://…" if args.store else ""),
+        "store": "postgresql" if args.store else "sqlite",
         "profiles": args.profiles,
         "load": f"wrk -t2 -c{args.connections} -d{args.seconds}s, random thirdPartyIds",
         "idle": idle,

@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from faults import CuttableProxy, terminate_connections, with_application_name
+from profilestore.store.postgresql import READ_CHECK_IDLE_SECONDS
 from support import (
     accepted_id,
+    apply,
     attributes,
     eventually,
     numbered_rows,
@@ -98,3 +100,17 @@ def test_while_the_database_is_out_of_reach_calls_answer_503_and_batches_wait(po
             eventually(lambda: http.get("/api/health").status_code == 200, "healthy again")
     finally:
         proxy.close()
+
+
+def test_fetches_after_their_idle_connections_were_ended_are_answered(postgresql_url, tmp_path):
+    """The fetch API's own connections, ended while unused (a restart or failover between calls),
+    are checked and replaced before a fetch is given one."""
+    url, name = with_application_name(postgresql_url)
+    with serve_process(url, tmp_path) as server:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        apply(http, "batch=thirdPartyId,tier\nv1,gold\n")
+        assert attributes(http, "v1") == {"tier": "gold"}
+        time.sleep(READ_CHECK_IDLE_SECONDS + 0.5)  # unused long enough to be checked
+        assert terminate_connections(postgresql_url, name) > 0
+        for _ in range(3):
+            assert attributes(http, "v1") == {"tier": "gold"}

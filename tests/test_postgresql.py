@@ -24,6 +24,7 @@ ALL_MIGRATIONS = [
     (3, "retries_and_retention"),
     (4, "idempotency_keys"),
     (5, "webhooks"),
+    (6, "profiles_without_third_party_id"),
 ]
 
 

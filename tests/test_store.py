@@ -23,6 +23,7 @@ from profilestore.model import (
 )
 from profilestore.store import open_store
 from profilestore.store.base import StoreConflict, StoreFailed
+from profilestore.store.rows import TNT_ID, profile_from_row
 from support import query
 
 CLIENT = "demo"
@@ -48,6 +49,39 @@ def test_what_a_transaction_wrote_in_bulk_it_reads_back(store):
 
     found = store.write(CLIENT, insert_then_read)
     assert {visitor_id: p.tnt_id for visitor_id, p in found.items()} == {"x1": "t1", "x2": "t2"}
+
+
+def test_profile_rows_are_found_by_address_and_rewritten_in_place(store):
+    store.write(CLIENT, lambda tx: tx.insert_profiles([profile("t1", "x1")]))
+    store.write(CLIENT, lambda tx: tx.retire_profile(CLIENT, "t0", "t1"))  # t0 now resolves to t1
+
+    def rewrite(tx):
+        stored = tx.stored_profiles(CLIENT, "tntId", ["t0", "t1", "t9"])
+        assert stored["t0"] == stored["t1"]  # one profile, one address
+        assert "t9" not in stored
+        assert (stored["t1"].modified_ms, stored["t1"].active_ms, stored["t1"].attributes) == (1, 1, '{"a":["1",1,2]}')
+        new = [(CLIENT, "t2", 5, 6, "x2", None, '{"b":["2",6,4]}', 7)]
+        tx.write_profile_rows(new, [(8, '{"a":["3",8,4]}', 9, stored["t1"].address)])
+        return tx.stored_profiles(CLIENT, "thirdPartyId", ["x1", "x2"])
+
+    seen = store.write(CLIENT, rewrite)
+    assert {i: (s.modified_ms, s.active_ms, s.attributes) for i, s in seen.items()} == {
+        "x1": (8, 9, '{"a":["3",8,4]}'), "x2": (6, 7, '{"b":["2",6,4]}')}  # fmt: skip
+    x1, x2 = store.profile(CLIENT, "thirdPartyId", "x1"), store.profile(CLIENT, "thirdPartyId", "x2")
+    assert (x1.tnt_id, x1.created_ms, x1.modified_ms, x1.attributes, x1.active_ms) == (
+        "t1",
+        1,
+        8,
+        {"a": ["3", 8, 4]},
+        9,
+    )
+    assert (x2.tnt_id, x2.created_ms, x2.modified_ms, x2.attributes, x2.active_ms) == (
+        "t2",
+        5,
+        6,
+        {"b": ["2", 6, 4]},
+        7,
+    )
 
 
 @pytest.mark.parametrize("write", ["insert_profiles", "save_profiles"])
@@ -547,20 +581,35 @@ def test_any_other_error_of_the_database_is_raised_as_store_failed(store, store_
 # -- profile pages -------------------------------------------------------------------------------
 
 
-def test_profiles_page_reads_one_clients_profiles_in_tnt_id_order_after_the_one_given(store):
+def test_profile_rows_read_one_clients_profiles_in_tnt_id_order_after_the_one_given(store):
     others = [replace(profile("t0", "o0"), client="other")]
     store.write(None, lambda tx: tx.insert_profiles([profile(t, f"x{t}") for t in ("t3", "t1", "t2", "t4")] + others))
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10)] == ["t1", "t2", "t3", "t4"]
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t1", 2)] == ["t2", "t3"]
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t4", 2)] == []
-    assert store.profiles_page(CLIENT, "t3", 1) == [profile("t4", "xt4")]  # whole, as written
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, None, 10)] == ["t1", "t2", "t3", "t4"]
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, "t1", 2)] == ["t2", "t3"]
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, "t4", 2)] == []
+    assert [profile_from_row(row) for row in store.profile_rows(CLIENT, "t3", 1)] == [profile("t4", "xt4")]  # whole
 
 
-def test_profiles_page_orders_tnt_ids_by_their_bytes(store):
+def test_profile_rows_order_tnt_ids_by_their_bytes(store):
     tnt_ids = ["B", "a", "Z", "é", "_", "1"]
     store.write(CLIENT, lambda tx: tx.insert_profiles([profile(t, f"x{t}") for t in tnt_ids]))
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10)] == sorted(tnt_ids, key=str.encode)
-    assert store.profiles_page("nobody", None, 10) == []
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, None, 10)] == sorted(tnt_ids, key=str.encode)
+    assert store.profile_rows("nobody", None, 10) == []
+
+
+def test_attribute_names_are_those_of_the_profiles_active_and_modified_since(store):
+    def made(tnt_id, third_party_id, names, modified_ms, active_ms, client=CLIENT):
+        attributes = {name: ["v", modified_ms, 2] for name in names}
+        return Profile(client, tnt_id, 1, modified_ms, third_party_id, None, attributes, active_ms)
+
+    store.write(None, lambda tx: tx.insert_profiles([
+        made("t1", "x1", ["city", "tier"], 10, 10), made("t2", None, ["é,名"], 10, 10),
+        made("t3", "x3", ["old"], 10, 1), made("t4", "x4", ["stale"], 1, 10), made("t5", "x5", ["else"], 10, 10, "other"),
+    ]))  # fmt: skip
+    assert store.attribute_names(CLIENT, None, 0, 0) == {"city", "tier", "é,名", "old", "stale"}
+    assert store.attribute_names(CLIENT, True, 5, 5) == {"city", "tier"}
+    assert store.attribute_names(CLIENT, False, 5, 5) == {"é,名"}
+    assert store.attribute_names("nobody", None, 0, 0) == set()
 
 
 # -- webhook deliveries --------------------------------------------------------------------------
@@ -663,8 +712,8 @@ def test_purging_a_batch_deletes_its_webhook_deliveries(store):
     assert [d.event_id for d in store.deliveries(CLIENT, 10)] == ["kept"]
 
 
-def test_profiles_page_keeps_only_the_profiles_with_or_without_a_third_party_id_if_told(store):
+def test_profile_rows_keep_only_the_profiles_with_or_without_a_third_party_id_if_told(store):
     store.write(CLIENT, lambda tx: tx.insert_profiles([profile("t1", "x1"), profile("t2", None), profile("t3", "x3")]))
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10, with_third_party_id=True)] == ["t1", "t3"]
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, None, 10, with_third_party_id=False)] == ["t2"]
-    assert [p.tnt_id for p in store.profiles_page(CLIENT, "t1", 1, with_third_party_id=True)] == ["t3"]
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, None, 10, with_third_party_id=True)] == ["t1", "t3"]
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, None, 10, with_third_party_id=False)] == ["t2"]
+    assert [row[TNT_ID] for row in store.profile_rows(CLIENT, "t1", 1, with_third_party_id=True)] == ["t3"]

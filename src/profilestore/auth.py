@@ -61,6 +61,18 @@ class AuthService:
             self._configs[client] = config
         return config
 
+    def passes_unasked(self, client: str) -> bool:
+        """Whether check() passes without asking the store: the client's settings are cached and
+        need no token; BadRequest for an invalid client code, as from check(). A caller on an
+        event loop hands check() to a thread only when this is False."""
+        check_client(client)
+        with self._configs_lock:
+            try:  # as in client_config
+                config = self._configs[client]
+            except KeyError:
+                return False
+        return config is None or not config.auth_required
+
     def check(self, client: str, authorization: str | None) -> None:
         """Pass if the client does not require authentication or the token is its own and live."""
         check_client(client)  # before the store is asked about it

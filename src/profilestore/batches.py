@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from .batchfile import Header, Row, count_rows, parse_header, parse_rows, take_lines
+from .bulkmerge import RowsMerged, merge_chunk
 from .clients import check_client, client_limit
 from .config import Settings
 from .errors import (
@@ -72,12 +73,19 @@ class Merged:
     created: list[Profile] = field(default_factory=list)
     changed: list[Profile] = field(default_factory=list)  # profiles that existed before
 
+    def write(self, tx: WriteTx) -> None:
+        tx.insert_profiles(self.created)
+        tx.save_profiles(self.changed)
+
 
 class BatchService:
-    def __init__(self, store: Store, settings: Settings, clock: Callable[[], int] = now_ms):
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], int] = now_ms, lean: bool = True):
+        """lean: merge chunks by the lean merge where it can (bulkmerge.py); False, only by the
+        general one (tests/test_bulkmerge.py compares the two)."""
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.lean = lean
 
     # -- accepting -----------------------------------------------------------------------------
 
@@ -259,7 +267,11 @@ class BatchService:
                 raise LookupError(f"batch {batch.id} is no longer stored")
             if current.cursor != chunk.start or current.state.finished:
                 return current
-            merged = merge_rows(tx, current, header.key, rows, now, self.settings)
+            merged: RowsMerged | Merged | None = None
+            if self.lean:
+                merged = merge_chunk(tx, current, header.key, header.names_chars, rows, now, self.settings)
+            if merged is None:  # a row the lean merge cannot decide as the general one would
+                merged = merge_rows(tx, current, header.key, rows, now, self.settings)
             failures = [r for r in rows if isinstance(r, FailedRow)] + merged.failures
             if failures:
                 tx.add_failed_rows(current.seq, failures)
@@ -278,8 +290,7 @@ class BatchService:
                 new_delivery(tx, updated, self.settings, now)  # its webhook, if the client has one
             tx.update_batch(updated)
             # Last, so that the store may still be writing them when this function returns.
-            tx.insert_profiles(merged.created)
-            tx.save_profiles(merged.changed)
+            merged.write(tx)
             applied.append(True)
             return updated
 

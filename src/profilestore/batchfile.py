@@ -11,11 +11,13 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import contains, itemgetter
 from typing import NamedTuple, cast
 from urllib.parse import unquote_to_bytes
 
 from .errors import BadRequest
-from .ids import visitor_id_problem
+from .ids import ID_MAX, visitor_id_problem
 from .model import NUL, NUL_PROBLEM, FailedRow, storable
 
 KEY_COLUMNS = ("pcId", "thirdPartyId")
@@ -40,6 +42,11 @@ class Header:
     @property
     def width(self) -> int:
         return len(self.names) + 1
+
+    @property
+    def names_chars(self) -> int:
+        """The characters of the attribute names, all together."""
+        return sum(len(name) for name in self.names if name is not None)
 
 
 class Row(NamedTuple):  # a tuple: a chunk makes thousands, and a dataclass takes twice as long
@@ -129,8 +136,28 @@ def _rows_in(window: bytes | bytearray) -> int:
     return window.count(b"\n") + (last not in (b"", b"\r"))
 
 
+LINE_GUESS = 128  # bytes a line, to cut the window take_lines splits first
+
+
 def take_lines(payload: bytes, offset: int, line_no: int, limit: int) -> tuple[list[tuple[int, bytes]], int, int]:
     """Up to `limit` non-blank lines from `offset`: (line number, raw line), next offset, next line number."""
+    size, window = len(payload), limit * LINE_GUESS
+    while True:  # a window of the payload split in C, if it holds only plain lines (LF, none blank)
+        block = payload[offset : offset + window]
+        parts = block.split(b"\n", limit)
+        if len(parts) > limit or offset + window >= size:
+            break
+        window *= 2
+    end = offset + len(block) - len(parts[-1]) if len(parts) > limit else size
+    plain = parts[:limit] if parts[-1] or len(parts) > limit else parts[:-1]
+    if plain and b"" not in plain and not any(map(bytes.endswith, plain, repeat(b"\r"))):
+        return list(zip(range(line_no, line_no + len(plain)), plain)), end, line_no + len(plain)
+    return _take_lines_one_by_one(payload, offset, line_no, limit)
+
+
+def _take_lines_one_by_one(
+    payload: bytes, offset: int, line_no: int, limit: int
+) -> tuple[list[tuple[int, bytes]], int, int]:
     lines: list[tuple[int, bytes]] = []
     size = len(payload)
     while offset < size and len(lines) < limit:
@@ -152,7 +179,11 @@ def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | Fai
     by one if some line cannot be decoded. Lines that fail go through parse_row, which words
     the reason."""
     raws = [raw for _, raw in lines]
-    texts: Sequence[str | None] = _decode_together(raws) or [_decode_alone(raw) for raw in raws]
+    together = _decode_together(raws)
+    common = None if together is None else _parse_common(header, lines, raws, together)
+    if common is not None:
+        return common
+    texts: Sequence[str | None] = together or [_decode_alone(raw) for raw in raws]
     key, names, width = header.key, header.names, header.width
     keep_all = None not in names  # no comment column: dict(zip()) builds the attributes in C
     all_names = cast("tuple[str, ...]", names)
@@ -169,6 +200,31 @@ def parse_rows(header: Header, lines: list[tuple[int, bytes]]) -> list[Row | Fai
         else:
             rows.append(Row(line_no, cells[0], {n: v for n, v in zip(names, cells[1:]) if n is not None}, raw))
     return rows
+
+
+def _parse_common(
+    header: Header, lines: list[tuple[int, bytes]], raws: list[bytes], texts: list[str]
+) -> list[Row | FailedRow] | None:
+    """The rows of a chunk whose lines are all good, with no comment column, checked and built by
+    calls that loop in C; None for any other chunk, which parse_rows takes line by line. Most
+    chunks are such chunks, and this halves their parsing."""
+    if None in header.names or not lines:
+        return None
+    cells = [text.split(",") for text in texts]
+    for i in compress(range(len(texts)), map(contains, texts, repeat(NUL))):
+        cells[i] = [_unmark(cell) for cell in cells[i]]
+    ids = list(map(itemgetter(0), cells))
+    if max(map(len, cells)) > header.width or "" in ids or max(map(len, ids)) > ID_MAX[_ID_KIND[header.key]]:
+        return None
+    if header.key == "thirdPartyId" and _THIRD_PARTY_ID_REFUSES.search("".join(ids)):
+        return None
+    attributes = map(dict, map(zip, repeat(header.names), map(itemgetter(slice(1, None)), cells)))
+    # tuple.__new__ makes each Row in C, where Row(...) calls the class's Python __new__.
+    return list(map(tuple.__new__, repeat(Row), zip(map(itemgetter(0), lines), ids, attributes, raws)))
+
+
+_ID_KIND = {"pcId": "tntId", "thirdPartyId": "thirdPartyId"}
+_THIRD_PARTY_ID_REFUSES = re.compile("[+/]")  # see ids.visitor_id_problem
 
 
 # Escapes of the characters that separate cells and lines stand in for them while lines are

@@ -75,6 +75,7 @@ def serve(host, port, store, data_dir, public_url, no_worker) -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # see WorkerProcess
     child = WorkerProcess(settings.store_url, settings.worker_stall_seconds) if settings.run_worker else None
     app = create_app(replace(settings, run_worker=False), worker=child)
+    spare_the_collector()  # an export decodes millions of profiles, as the worker does (bench/export)
     try:
         server.run(app, host, port, settings)
     finally:

@@ -1,6 +1,6 @@
 """Profile export: a client's live profiles, page by page, as a batch file or as records.
 
-Memory is bounded by a page (PAGE_SIZE profiles, read with Store.profiles_page) and, for a
+Memory is bounded by a page (PAGE_SIZE profiles, read with Store.profile_rows) and, for a
 batch file, by the set of distinct attribute names, however many profiles the client has. An
 export is not a snapshot: each page is read as it stands when the export reaches it.
 
@@ -8,7 +8,8 @@ A batch file (`format=batch`) holds the profiles of one key (see KEYS): `thirdPa
 that have a thirdPartyId, keyed by it; `pcId` those that have none, keyed by their tntId. The
 two files together hold every exported profile once, and each can be posted back to v2's
 batchUpdate as it is. The header lists every attribute name of the file's profiles in sorted
-(code point) order, found by a first pass over the pages; the rows follow in tntId order.
+(code point) order, which the store finds in a pass of its own (Store.attribute_names); the
+rows follow in tntId order.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import orjson
+
 from .batchfile import PREFIX
 from .errors import BadRequest
 from .model import VALUE, Profile
-from .profiles import is_expired
+from .profiles import live_since
 from .store.base import Store
+from .store.rows import ACTIVE_MS, ATTRIBUTES, MODIFIED_MS, THIRD_PARTY_ID, TNT_ID, profile_from_row
 
 PAGE_SIZE = 1000  # profiles read at a time
 FORMATS = ("batch", "ndjson")
@@ -76,77 +80,80 @@ def _epoch_ms(text: str) -> int:
 
 
 def live_pages(
+    store: Store, request: ExportRequest, now: int, lifetime_ms: int, page_size: int | None = None
+) -> Iterator[list[Profile]]:
+    """The client's profiles that the request selects, a page at a time (a page may be empty):
+    live ones only, modified since, with only the attributes named."""
+    for rows in _live_rows(store, request, now, lifetime_ms, page_size):
+        profiles = [profile_from_row(row) for row in rows]
+        if request.names is None:
+            yield profiles
+            continue
+        for profile in profiles:
+            profile.attributes = {n: a for n, a in profile.attributes.items() if n in request.names}
+        yield [p for p in profiles if p.attributes]
+
+
+def _live_rows(
     store: Store, request: ExportRequest, now: int, lifetime_ms: int, page_size: int | None = None,
     with_third_party_id: bool | None = None,
-) -> Iterator[list[Profile]]:  # fmt: skip
-    """The client's profiles that the request selects, a page at a time (a page may be empty):
-    live ones only, modified since, with only the attributes named, and with or without a
-    thirdPartyId if told. Pages of PAGE_SIZE unless told otherwise."""
-    page_size = page_size or PAGE_SIZE
-    after = None
+) -> Iterator[list[tuple]]:  # fmt: skip
+    """The rows (store.rows.PROFILE_COLUMNS) of the client's live profiles modified since, a page at
+    a time, with or without a thirdPartyId if told. Pages of PAGE_SIZE unless told otherwise."""
+    page_size, after = page_size or PAGE_SIZE, None
+    active_since, modified_since = live_since(now, lifetime_ms), request.since_ms or 0
     while True:
-        page = store.profiles_page(request.client, after, page_size, with_third_party_id)
-        yield [p for p in page if _selected(p, request, now, lifetime_ms)]
+        page = store.profile_rows(request.client, after, page_size, with_third_party_id)
+        yield [row for row in page if row[ACTIVE_MS] >= active_since and row[MODIFIED_MS] >= modified_since]
         if len(page) < page_size:
             return
-        after = page[-1].tnt_id
-
-
-def _selected(profile: Profile, request: ExportRequest, now: int, lifetime_ms: int) -> bool:
-    if is_expired(profile, now, lifetime_ms):
-        return False
-    if request.since_ms is not None and profile.modified_ms < request.since_ms:
-        return False
-    if request.names is not None:
-        profile.attributes = {n: a for n, a in profile.attributes.items() if n in request.names}
-        return bool(profile.attributes)
-    return True
+        after = page[-1][TNT_ID]
 
 
 def batch_file(
     store: Store, request: ExportRequest, now: int, lifetime_ms: int, page_size: int | None = None
 ) -> Iterator[bytes]:
-    """The batch file of the request's key, a page of lines at a time: the header (after a first
-    pass that collects the attribute names), then one row per profile."""
+    """The batch file of the request's key, a page of lines at a time: the header (the attribute
+    names, which the store collects in one pass of its own), then one row per profile. Rows are
+    made from the stored ones, with no Profile objects: a file may hold millions."""
     keyed_by_tnt_id = request.key == "pcId"
-
-    def of_key() -> Iterator[list[Profile]]:
-        return live_pages(store, request, now, lifetime_ms, page_size, with_third_party_id=not keyed_by_tnt_id)
-
-    seen: set[str] = set()
-    for page in of_key():
-        for profile in page:
-            seen.update(profile.attributes)
-    names = sorted(seen)
+    seen = store.attribute_names(
+        request.client, not keyed_by_tnt_id, live_since(now, lifetime_ms), request.since_ms or 0
+    )
+    names = sorted(seen if request.names is None else seen & request.names)
     yield (PREFIX.decode() + ",".join([request.key, *map(encode_cell, names)]) + "\n").encode()
-    encode = _CachedEncoder()
-    for page in of_key():
-        if page:
-            yield "".join(_row(p, keyed_by_tnt_id, names, encode) for p in page).encode()
+    cells, key = _Cells(), TNT_ID if keyed_by_tnt_id else THIRD_PARTY_ID
+    for rows in _live_rows(store, request, now, lifetime_ms, page_size, with_third_party_id=not keyed_by_tnt_id):
+        lines = []
+        for row in rows:
+            attributes = orjson.loads(row[ATTRIBUTES])
+            if request.names is None or any(n in attributes for n in request.names):
+                lines.append(_line(row[key], attributes, names, cells))
+        if lines:
+            yield "".join(lines).encode()
 
 
-def _row(profile: Profile, keyed_by_tnt_id: bool, names: list[str], encode: _CachedEncoder) -> str:
-    attributes = profile.attributes
-    cells = [encode_cell(profile.tnt_id if keyed_by_tnt_id else profile.third_party_id or "")]
-    cells += [encode(attributes[n][VALUE]) if n in attributes else "" for n in names]
-    while cells[-1] == "":  # empty trailing cells left out, as Target's files do (the id is never empty)
-        cells.pop()
-    return ",".join(cells) + "\n"
+def _line(visitor_id: str, attributes: dict, names: list[str], cells: _Cells) -> str:
+    get, cell = attributes.get, cells.get
+    row = [encode_cell(visitor_id)]
+    # A stored value is never empty (an empty cell leaves its attribute alone), nor is its cell.
+    row += [(cell(a[VALUE]) or cells.encode(a[VALUE])) if (a := get(n)) else "" for n in names]
+    while row[-1] == "":  # empty trailing cells left out, as Target's files do (the id is never empty)
+        row.pop()
+    return ",".join(row) + "\n"
 
 
-class _CachedEncoder(dict[str, str]):
-    """encode_cell, remembering the cells of short values: most values of a client repeat
-    (cities, tiers, categories), and encoding one with a non-ASCII letter costs 20 lookups of
-    a cached one. At most CACHED values of up to CACHED_LENGTH characters: a few MB."""
+class _Cells(dict[str, str]):
+    """The cells of short values, encoded once: most values of a client repeat (cities, tiers,
+    categories), and encoding one with a non-ASCII letter costs 20 lookups of a cached one. At
+    most CACHED values of up to CACHED_LENGTH characters: a few MB."""
 
     CACHED, CACHED_LENGTH = 16_384, 64
 
-    def __call__(self, value: str) -> str:
-        cell = self.get(value)
-        if cell is None:
-            cell = encode_cell(value)
-            if len(value) <= self.CACHED_LENGTH and len(self) < self.CACHED:
-                self[value] = cell
+    def encode(self, value: str) -> str:
+        cell = encode_cell(value)
+        if len(value) <= self.CACHED_LENGTH and len(self) < self.CACHED:
+            self[value] = cell
         return cell
 
 

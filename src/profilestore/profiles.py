@@ -99,9 +99,27 @@ def profiles_for_write(tx: WriteTx, client: str, id_kind: str, ids, now: int, li
 def live_profile(store: Store, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int) -> Profile:
     """The profile found by this id; ProfileNotFound if there is none or it expired, BadRequest
     if the id is longer than any of its kind can be."""
+    profile = store.profile(client, id_kind, visitor_id) if _findable(id_kind, visitor_id) else None
+    return _live(profile, client, id_kind, visitor_id, now, lifetime_ms)
+
+
+async def live_profile_async(
+    store: Store, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int
+) -> Profile:
+    """live_profile(), read with the store's profile_async: for a caller on an event loop."""
+    profile = await store.profile_async(client, id_kind, visitor_id) if _findable(id_kind, visitor_id) else None
+    return _live(profile, client, id_kind, visitor_id, now, lifetime_ms)
+
+
+def _findable(id_kind: str, visitor_id: str) -> bool:
+    """Whether a profile can have this id (not if it holds a NUL); BadRequest if it is longer
+    than any of its kind can be."""
     if len(visitor_id) > ID_MAX[id_kind]:
         raise BadRequest(f"The {id_kind} is {len(visitor_id):,} characters, the limit is {ID_MAX[id_kind]}")
-    profile = store.profile(client, id_kind, visitor_id) if storable(visitor_id) else None
+    return storable(visitor_id)
+
+
+def _live(profile: Profile | None, client: str, id_kind: str, visitor_id: str, now: int, lifetime_ms: int) -> Profile:
     if profile is None or is_expired(profile, now, lifetime_ms):
         raise ProfileNotFound(client, id_kind, visitor_id)
     return profile
@@ -109,7 +127,12 @@ def live_profile(store: Store, client: str, id_kind: str, visitor_id: str, now: 
 
 def is_expired(profile: Profile, now: int, lifetime_ms: int) -> bool:
     """A profile lives lifetime_ms from its last write of any kind (0: for ever)."""
-    return bool(lifetime_ms) and profile.active_ms < now - lifetime_ms
+    return profile.active_ms < live_since(now, lifetime_ms)
+
+
+def live_since(now: int, lifetime_ms: int) -> int:
+    """The earliest last write (active_ms) of a profile still live at `now` (see is_expired)."""
+    return now - lifetime_ms if lifetime_ms else 0
 
 
 def merge_into(winner: Profile, other: Profile, now: int) -> None:

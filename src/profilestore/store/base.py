@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from functools import wraps
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from ..model import Batch, ClientConfig, FailedRow, IdempotencyKey, Profile, QueueState, Token, WebhookDelivery
 
@@ -83,6 +83,16 @@ def wrapping_errors(errors: Callable[[], AbstractContextManager[object]]) -> Cal
         return cls
 
     return decorate
+
+
+class StoredProfile(NamedTuple):
+    """A profile as the lean bulk merge reads it (see bulkmerge.py): where the store finds its row
+    again in the same transaction, its times, and its attributes as the stored JSON text."""
+
+    address: object  # the store's own: a rowid, a ctid
+    modified_ms: int
+    active_ms: int
+    attributes: str
 
 
 class WriteTx(ABC):
@@ -152,6 +162,18 @@ class WriteTx(ABC):
         were looked up in this transaction and found on no profile. A store may write them
         faster than save_profiles can, since nothing stored needs replacing. StoreConflict if one
         of their ids is on a profile already, maybe only at the next operation."""
+
+    @abstractmethod
+    def stored_profiles(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, StoredProfile]:
+        """The profiles profiles_by would find, as stored, keyed by the id asked for; ids that
+        lead to the same profile give the same address."""
+
+    @abstractmethod
+    def write_profile_rows(self, new: list[tuple], changed: list[tuple]) -> None:
+        """Insert the profiles of `new`, rows of store.rows.PROFILE_COLUMNS, by insert_profiles's
+        rules; and save (modified_ms, attributes JSON, active_ms) over the profiles of `changed`,
+        rows of those and the address stored_profiles gave in this transaction, each at most
+        once. May return while the database is still writing, as insert_profiles may."""
 
     @abstractmethod
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
@@ -264,17 +286,33 @@ class Store(ABC):
         """The profile found by an id of one kind (see model.ID_KINDS), or None; a tntId merged
         into another profile finds that one."""
 
+    async def profile_async(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
+        """profile(), for a caller on an event loop, which it does not block while it waits
+        (PostgreSQL reads on asyncio connections of its own, a pool opened on that loop by the
+        first call; closed by close_async()). The base calls profile() in place, which suits a
+        store with fast_reads."""
+        return self.profile(client, id_kind, visitor_id)
+
     @abstractmethod
-    def profiles_page(
+    def profile_rows(
         self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
-    ) -> list[Profile]:
+    ) -> list[tuple]:
         """Up to `limit` of the client's stored profiles in tntId order (byte order), those whose
-        tntId comes after after_tnt_id (from the first if None); an empty list when none is left.
-        with_third_party_id True: only those that have a thirdPartyId, False: only those that
-        have none (the others are skipped in the database, never decoded).
+        tntId comes after after_tnt_id (from the first if None), as rows of store.rows.PROFILE_COLUMNS
+        (attributes as their JSON text; rows.profile_from_row makes a Profile of one); an empty list
+        when none is left. with_third_party_id True: only those that have a thirdPartyId, False:
+        only those that have none (the others are skipped in the database).
         Keyset paging on the primary key: pass the last tntId of a page to get the next one, each
         page one indexed range read, however deep. Expired profiles not yet purged are included
         (the rules above decide what is live); tntIds merged into others are not profiles."""
+
+    @abstractmethod
+    def attribute_names(
+        self, client: str, with_third_party_id: bool | None, active_since_ms: int, modified_since_ms: int
+    ) -> set[str]:
+        """The names of the attributes of the client's stored profiles that were active (active_ms)
+        and modified (modified_ms) at or after the times given; with_third_party_id as for
+        profiles_page. Found by the database, with no profile decoded here."""
 
     @abstractmethod
     def has_client(self, client: str) -> bool:
@@ -338,3 +376,7 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections and threads, once the writes queued have run (SQLite); safe to
         call twice. Nothing else is called after it."""
+
+    async def close_async(self) -> None:
+        """close(), on the event loop profile_async() ran on, where what it opened must close."""
+        self.close()

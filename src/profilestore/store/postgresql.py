@@ -21,11 +21,15 @@ advisory lock, so processes starting at once apply each exactly once.
 Connections: the pool checks each connection before handing it out and replaces a broken one
 (after a restart or failover of the server, every pooled connection is dead). A failure that
 passes (see PASSING_SQLSTATE_CLASSES) is raised as StoreUnavailable, a broken constraint as
-StoreConflict, any other error of psycopg as StoreFailed (see _wrapped_errors).
+StoreConflict, any other error of psycopg as StoreFailed (see _wrapped_errors). The fetch API's
+reads (profile_async) have a second pool, of asyncio connections, opened on the server's event
+loop: a read waiting for the database, or for a connection, holds neither that loop nor a thread.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
@@ -34,7 +38,7 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..model import (
     Batch,
@@ -49,10 +53,21 @@ from ..model import (
 )
 from ..times import HOUR_MS
 from . import migrations
-from .base import Store, StoreConflict, StoreError, StoreFailed, StoreUnavailable, T, WriteTx, wrapping_errors
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_from_row, profile_values, profiles_by_asked
+from .base import (
+    Store,
+    StoreConflict,
+    StoredProfile,
+    StoreError,
+    StoreFailed,
+    StoreUnavailable,
+    T,
+    WriteTx,
+    wrapping_errors,
+)
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 POOL_SIZE = 10
+READ_CHECK_IDLE_SECONDS = 1.0  # profile_async checks a connection unused for longer (see _check_if_idle)
 CONNECT_TIMEOUT_SECONDS = 5  # a server that does not answer is down, not slow
 # SQLSTATE classes of failures that pass: connection exception (08), transaction rollback (40:
 # serialization failure, deadlock), insufficient resources (53: disk full, out of memory, too
@@ -105,23 +120,42 @@ DELETE_BATCHES = (
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = %s)
     AND id = ANY(%s)"""
 
+
 # Each takes (client, the ids as one JSON array) and returns (id asked for, profile columns...).
 # The LATERAL subquery with its LIMIT makes every id one index probe; a plain join lets the
 # planner hash the client's whole table for a few thousand ids. JSON, because orjson writes
 # the array in C where psycopg builds a text[] parameter in Python.
-_ASKED = f"""SELECT asked, p.* FROM json_array_elements_text(%(ids)s::json) AS asked
-    CROSS JOIN LATERAL (SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND"""
-SELECT_PROFILES_BY = {
-    "tntId": f"""{_ASKED} tnt_id = coalesce(
-        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = %(client)s AND m.tnt_id = asked), asked) LIMIT 1) p""",
-    "thirdPartyId": f"{_ASKED} third_party_id = asked LIMIT 1) p",
-    "marketingCloudVisitorId": f"{_ASKED} mcvid = asked LIMIT 1) p",
-}
+def _select_by(columns: str) -> dict[str, str]:
+    asked = f"""SELECT asked, p.* FROM json_array_elements_text(%(ids)s::json) AS asked
+        CROSS JOIN LATERAL (SELECT {columns} FROM profiles WHERE client = %(client)s AND"""
+    return {
+        "tntId": f"""{asked} tnt_id = coalesce((SELECT m.into_tnt_id FROM merged_ids m
+            WHERE m.client = %(client)s AND m.tnt_id = asked), asked) LIMIT 1) p""",
+        "thirdPartyId": f"{asked} third_party_id = asked LIMIT 1) p",
+        "marketingCloudVisitorId": f"{asked} mcvid = asked LIMIT 1) p",
+    }
+
+
+SELECT_PROFILES_BY = _select_by(PROFILE_COLUMNS)
+# The row's address is its ctid: no other transaction can move the row while this one holds its
+# client's lock, and an UPDATE by ctid finds it without an index.
+SELECT_STORED_BY = _select_by("ctid::text, modified_ms, active_ms, attributes")
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
 # Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
 # tnt_id is COLLATE "C": byte order, as in SQLite.
-SELECT_PROFILES_PAGE = f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND tnt_id > %(after)s
-    AND (%(third)s::boolean IS NULL OR (third_party_id IS NOT NULL) = %(third)s) ORDER BY tnt_id LIMIT %(limit)s"""
+# By with_third_party_id: a condition the planner can see, so that the profiles without one are
+# read through their own index (profiles_without_third_party_id).
+WITH_THIRD_PARTY_ID = {None: "", True: "AND third_party_id IS NOT NULL", False: "AND third_party_id IS NULL"}
+SELECT_PROFILES_PAGE = {
+    kind: f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND tnt_id > %(after)s {condition}
+        ORDER BY tnt_id LIMIT %(limit)s"""
+    for kind, condition in WITH_THIRD_PARTY_ID.items()
+}
+SELECT_ATTRIBUTE_NAMES = {
+    kind: f"""SELECT DISTINCT json_object_keys(attributes::json) FROM profiles WHERE client = %(client)s {condition}
+        AND active_ms >= %(active)s AND modified_ms >= %(modified)s"""
+    for kind, condition in WITH_THIRD_PARTY_ID.items()
+}
 # The staging table lives as long as its connection (made with it) and is emptied by every commit.
 CREATE_STAGING = """CREATE TEMPORARY TABLE profiles_staging
     (LIKE profiles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
@@ -137,6 +171,11 @@ ON CONFLICT (client, tnt_id) DO UPDATE SET
     active_ms = excluded.active_ms,
     active_hour = excluded.active_hour
 """
+CREATE_CHANGES = """CREATE TEMPORARY TABLE profile_changes (address tid NOT NULL, modified_ms int8 NOT NULL,
+    attributes text NOT NULL, active_ms int8 NOT NULL, active_hour int8 NOT NULL) ON COMMIT DELETE ROWS"""
+COPY_CHANGES = "COPY profile_changes (modified_ms, attributes, active_ms, address, active_hour) FROM STDIN"
+UPDATE_CHANGED = """UPDATE profiles p SET modified_ms = c.modified_ms, attributes = c.attributes,
+    active_ms = c.active_ms, active_hour = c.active_hour FROM profile_changes c WHERE p.ctid = c.address"""
 # In text format: PostgreSQL inserts such rows as they arrive, while the worker reads on; binary
 # rows it held until the COPY ended (measured: waiting for the end took as long after a pause).
 COPY_PROFILES = f"COPY profiles ({PROFILE_COLUMNS}, active_hour) FROM STDIN"
@@ -302,6 +341,7 @@ def _roll_back(conn: psycopg.Connection) -> None:
 
 def _create_staging(conn: psycopg.Connection) -> None:
     conn.execute(CREATE_STAGING)
+    conn.execute(CREATE_CHANGES)
 
 
 def _copy_rows(profiles: list[Profile]) -> Iterator[tuple]:
@@ -392,6 +432,23 @@ class PostgresTx(WriteTx):
         self._running.enter_context(self._conn.pipeline())  # sent now, its result awaited later
         cursor.execute(MERGE_STAGING)
 
+    def stored_profiles(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, StoredProfile]:
+        query = {"client": client, "ids": orjson.dumps(list(ids)).decode()}
+        return {asked: StoredProfile(*stored) for asked, *stored in self._db.execute(SELECT_STORED_BY[id_kind], query)}
+
+    def write_profile_rows(self, new: list[tuple], changed: list[tuple]) -> None:
+        if new:
+            copy = self._running.enter_context(self._db.cursor().copy(COPY_PROFILES))
+            for row in new:
+                copy.write_row((*row, row[7] // HOUR_MS))
+        if changed:
+            cursor = self._db.cursor()  # once the COPY of the new ones has ended
+            with cursor.copy(COPY_CHANGES) as copy:
+                for row in changed:
+                    copy.write_row((*row, row[2] // HOUR_MS))
+            self._running.enter_context(self._conn.pipeline())  # sent now, its result awaited later
+            cursor.execute(UPDATE_CHANGED)
+
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
         self._db.execute(DELETE_PROFILE, (client, tnt_id))
         self._db.execute(REPOINT_MERGED_IDS, (into_tnt_id, client, tnt_id))
@@ -465,6 +522,9 @@ class PostgresStore(Store):
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             configure=_create_staging, check=ConnectionPool.check_connection,
         )  # fmt: skip
+        self._url, self._timeout = url, timeout
+        self._reads: AsyncConnectionPool | None = None  # profile_async's, opened on its event loop
+        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
         self._closed = False
 
     @contextmanager
@@ -534,6 +594,42 @@ class PostgresStore(Store):
         with self._connection() as conn:
             return _profiles_by(conn, client, id_kind, [visitor_id]).get(visitor_id)
 
+    async def profile_async(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
+        query = {"client": client, "ids": orjson.dumps([visitor_id]).decode()}
+        with _wrapped_errors():
+            async with (await self._async_reads()).connection() as conn:
+                rows = await (await conn.execute(SELECT_PROFILES_BY[id_kind], query)).fetchall()
+        return profiles_by_asked(rows).get(visitor_id)
+
+    async def _async_reads(self) -> AsyncConnectionPool:
+        """profile_async's pool, opened on the running event loop by the first call (opening it
+        again is safe, and waits for the first)."""
+        if self._reads is None:
+            self._reads = AsyncConnectionPool(
+                self._url, min_size=1, max_size=POOL_SIZE, open=False, name="profilestore-reads",
+                timeout=self._timeout, kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                configure=self._note_use, check=self._check_if_idle,
+            )  # fmt: skip
+        if self._reads.closed:
+            await self._reads.open()
+        return self._reads
+
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
+        """The reads pool's check of a connection it hands out, if not handed out (or made) in
+        the last READ_CHECK_IDLE_SECONDS: a dead one (after a restart or failover of the server)
+        is replaced unseen. Checking every one, as the other pool does, costs each fetch a second
+        round trip: a quarter of the fetch rate (bench/reads, in turn). A connection used within
+        the last second that has died since fails one fetch, with StoreUnavailable, and is
+        replaced."""
+        now = time.monotonic()
+        if now - self._last_used.get(conn, 0.0) > READ_CHECK_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
+        self._last_used[conn] = now
+
+    async def _note_use(self, conn: psycopg.AsyncConnection) -> None:
+        """A new connection of the reads pool counts as just used: it has just answered."""
+        self._last_used[conn] = time.monotonic()
+
     def _one(self, query: str, params: tuple = ()):
         with self._connection() as conn:
             return conn.execute(query, params).fetchone()
@@ -543,11 +639,17 @@ class PostgresStore(Store):
             cursor = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
             return cursor.execute(query, params).fetchall()
 
-    def profiles_page(
+    def profile_rows(
         self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
-    ) -> list[Profile]:
-        query = {"client": client, "after": after_tnt_id or "", "limit": limit, "third": with_third_party_id}
-        return [profile_from_row(row) for row in self._all(SELECT_PROFILES_PAGE, query)]
+    ) -> list[tuple]:
+        query = {"client": client, "after": after_tnt_id or "", "limit": limit}
+        return self._all(SELECT_PROFILES_PAGE[with_third_party_id], query)
+
+    def attribute_names(
+        self, client: str, with_third_party_id: bool | None, active_since_ms: int, modified_since_ms: int
+    ) -> set[str]:
+        query = {"client": client, "active": active_since_ms, "modified": modified_since_ms}
+        return {row[0] for row in self._all(SELECT_ATTRIBUTE_NAMES[with_third_party_id], query)}
 
     def has_client(self, client: str) -> bool:
         return self._one(SELECT_HAS_CLIENT, (client,))[0]
@@ -593,3 +695,8 @@ class PostgresStore(Store):
             return
         self._closed = True
         self._pool.close()
+
+    async def close_async(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
+        self.close()

@@ -13,6 +13,8 @@ from ..model import Batch, Profile
 
 BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]  # seq is the store's to number
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
+# Where each is in a row of them.
+TNT_ID, MODIFIED_MS, THIRD_PARTY_ID, ATTRIBUTES, ACTIVE_MS = 1, 3, 4, 6, 7
 
 
 def batch_values(batch: Batch) -> tuple:

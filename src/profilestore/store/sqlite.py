@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import astuple, replace
 from pathlib import Path
 
+import orjson
+
 from ..model import (
     Batch,
     BatchState,
@@ -30,10 +32,12 @@ from ..model import (
     Token,
     WebhookDelivery,
 )
+from ..times import HOUR_MS
 from . import migrations
 from .base import (
     Store,
     StoreConflict,
+    StoredProfile,
     StoreError,
     StoreFailed,
     StoreUnavailable,
@@ -42,7 +46,7 @@ from .base import (
     wrapped_in,
     wrapping_errors,
 )
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_from_row, profile_values, profiles_by_asked
+from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
 
 # Readers map the file (up to this much) instead of copying each page through read() calls.
 READER_MMAP_BYTES = 1 << 30
@@ -89,39 +93,64 @@ DELETE_PAYLOAD = "DELETE FROM batch_payloads WHERE seq = ?"
 INSERT_FAILED_ROW = "INSERT INTO failed_rows (seq, line, id, reason, raw, raw_length) VALUES (?, ?, ?, ?, ?, ?)"
 SELECT_FAILED_ROWS = """SELECT line, id, reason, raw, raw_length FROM failed_rows WHERE seq = ? AND line > ?
     ORDER BY line LIMIT ? OFFSET ?"""
+
+
 # Each takes (client, JSON array of ids) and returns (id asked for, profile columns...).
 # CROSS JOIN keeps the ids as the outer loop, so each id is one index probe; a plain JOIN
 # lets the planner scan every profile of the client and search the id list for each.
-_P_COLUMNS = ", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", "))
-_ASKED = f"SELECT asked.value, {_P_COLUMNS} FROM json_each(?2) AS asked CROSS JOIN profiles p ON p.client = ?1"
-SELECT_PROFILES_BY = {
-    "tntId": f"""{_ASKED} AND p.tnt_id = coalesce(
-        (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = ?1 AND m.tnt_id = asked.value), asked.value)""",
-    "thirdPartyId": f"{_ASKED} AND p.third_party_id = asked.value",
-    "marketingCloudVisitorId": f"{_ASKED} AND p.mcvid = asked.value",
-}
+def _select_by(columns: str) -> dict[str, str]:
+    asked = f"SELECT asked.value, {columns} FROM json_each(?2) AS asked CROSS JOIN profiles p ON p.client = ?1"
+    return {
+        "tntId": f"""{asked} AND p.tnt_id = coalesce(
+            (SELECT m.into_tnt_id FROM merged_ids m WHERE m.client = ?1 AND m.tnt_id = asked.value), asked.value)""",
+        "thirdPartyId": f"{asked} AND p.third_party_id = asked.value",
+        "marketingCloudVisitorId": f"{asked} AND p.mcvid = asked.value",
+    }
+
+
+SELECT_PROFILES_BY = _select_by(", ".join(f"p.{c}" for c in PROFILE_COLUMNS.split(", ")))
+# A profile's address is (rowid, active_hour): a rewrite within the hour stored leaves the
+# column and its index alone (setting it to the same value would still rewrite the index entry).
+SELECT_STORED_BY = _select_by("p.rowid, p.active_hour, p.modified_ms, p.active_ms, p.attributes")
+UPDATE_PROFILE_ROW = "UPDATE profiles SET modified_ms = ?, attributes = ?, active_ms = ? WHERE rowid = ?"
+UPDATE_PROFILE_ROW_AND_HOUR = f"""UPDATE profiles SET modified_ms = ?1, attributes = ?2, active_ms = ?3,
+    active_hour = ?3 / {HOUR_MS} WHERE rowid = ?4"""
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT 1 FROM profiles WHERE client = ?)"
 # Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
-SELECT_PROFILES_PAGE = f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ?1 AND tnt_id > ?2
-    AND (?4 IS NULL OR (third_party_id IS NOT NULL) = ?4) ORDER BY tnt_id LIMIT ?3"""
+# By with_third_party_id: a condition the planner can see, so that the profiles without one are
+# read through their own index (profiles_without_third_party_id).
+WITH_THIRD_PARTY_ID = {None: "", True: "AND third_party_id IS NOT NULL", False: "AND third_party_id IS NULL"}
+SELECT_PROFILES_PAGE = {
+    kind: f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ?1 AND tnt_id > ?2 {condition}
+        ORDER BY tnt_id LIMIT ?3"""
+    for kind, condition in WITH_THIRD_PARTY_ID.items()
+}
+SELECT_ATTRIBUTE_NAMES = {
+    kind: f"""SELECT DISTINCT a.key FROM profiles, json_each(profiles.attributes) a WHERE client = ?1 {condition}
+        AND active_ms >= ?2 AND modified_ms >= ?3"""
+    for kind, condition in WITH_THIRD_PARTY_ID.items()
+}
 SELECT_LAST_BATCH_SEQ = "SELECT coalesce(max(seq), 0) FROM batches"
 DELETE_PROFILE = "DELETE FROM profiles WHERE client = ? AND tnt_id = ?"
 REPOINT_MERGED_IDS = "UPDATE merged_ids SET into_tnt_id = ?3 WHERE client = ?1 AND into_tnt_id = ?2"
 INSERT_MERGED_ID = "INSERT OR REPLACE INTO merged_ids (client, tnt_id, into_tnt_id) VALUES (?1, ?2, ?3)"
-INSERT_PROFILE = f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-UPSERT_PROFILE = f"""
-INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+# PROFILE_COLUMNS and active_hour, made from active_ms (?8).
+INSERT_PROFILE = (
+    f"INSERT INTO profiles ({PROFILE_COLUMNS}, active_hour) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 / {HOUR_MS})"
+)
+UPSERT_PROFILE = f"""{INSERT_PROFILE}
 ON CONFLICT (client, tnt_id) DO UPDATE SET
     created_ms = excluded.created_ms,
     modified_ms = excluded.modified_ms,
     third_party_id = excluded.third_party_id,
     mcvid = excluded.mcvid,
     attributes = excluded.attributes,
-    active_ms = excluded.active_ms
+    active_ms = excluded.active_ms,
+    active_hour = excluded.active_hour
 """
 DELETE_MERGED_INTO = "DELETE FROM merged_ids WHERE client = ? AND into_tnt_id = ?"
 SELECT_MERGED_INTO = "SELECT tnt_id FROM merged_ids WHERE client = ? AND into_tnt_id = ? ORDER BY tnt_id"
-SELECT_INACTIVE = "SELECT client, tnt_id FROM profiles WHERE active_ms < ? LIMIT ?"
+SELECT_INACTIVE = f"SELECT client, tnt_id FROM profiles WHERE active_hour <= ?1 / {HOUR_MS} AND active_ms < ?1 LIMIT ?2"
 DELETE_FAILED_ROWS_OF = """DELETE FROM failed_rows WHERE seq IN (SELECT seq FROM batches WHERE client = ?1)
     AND id IN (SELECT value FROM json_each(?2))"""
 CLIENT_COLUMNS = "client, auth_required, daily_rows, calls_per_minute, webhook_url, webhook_secret"
@@ -286,6 +315,20 @@ class SQLiteTx(WriteTx):
     def save_profiles(self, profiles: list[Profile]) -> None:
         self._conn.executemany(UPSERT_PROFILE, map(profile_values, profiles))
 
+    def stored_profiles(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, StoredProfile]:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None  # plain tuples, made in C
+        rows = cursor.execute(SELECT_STORED_BY[id_kind], (client, orjson.dumps(list(ids)).decode()))
+        return {asked: StoredProfile((rowid, hour), *stored) for asked, rowid, hour, *stored in rows}
+
+    def write_profile_rows(self, new: list[tuple], changed: list[tuple]) -> None:
+        self._conn.executemany(INSERT_PROFILE, new)
+        within_hour = [(m, a, ms, rowid) for m, a, ms, (rowid, hour) in changed if ms // HOUR_MS == hour]
+        if len(within_hour) < len(changed):
+            later = [(m, a, ms, rowid) for m, a, ms, (rowid, hour) in changed if ms // HOUR_MS != hour]
+            self._conn.executemany(UPDATE_PROFILE_ROW_AND_HOUR, later)
+        self._conn.executemany(UPDATE_PROFILE_ROW, within_hour)
+
     def retire_profile(self, client: str, tnt_id: str, into_tnt_id: str) -> None:
         self._conn.execute(DELETE_PROFILE, (client, tnt_id))
         self._conn.execute(REPOINT_MERGED_IDS, (client, tnt_id, into_tnt_id))
@@ -437,13 +480,19 @@ class SQLiteStore(Store):
         return _profiles_by(self._reader(), client, id_kind, [visitor_id]).get(visitor_id)
 
     @_translated
-    def profiles_page(
+    def profile_rows(
         self, client: str, after_tnt_id: str | None, limit: int, with_third_party_id: bool | None = None
-    ) -> list[Profile]:
+    ) -> list[tuple]:
         cursor = self._reader().cursor()
         cursor.row_factory = None  # plain tuples: a sqlite3.Row per profile costs a third of the read
-        rows = cursor.execute(SELECT_PROFILES_PAGE, (client, after_tnt_id or "", limit, with_third_party_id))
-        return [profile_from_row(row) for row in rows]
+        return cursor.execute(SELECT_PROFILES_PAGE[with_third_party_id], (client, after_tnt_id or "", limit)).fetchall()
+
+    @_translated
+    def attribute_names(
+        self, client: str, with_third_party_id: bool | None, active_since_ms: int, modified_since_ms: int
+    ) -> set[str]:
+        query = (client, active_since_ms, modified_since_ms)
+        return {row[0] for row in self._reader().execute(SELECT_ATTRIBUTE_NAMES[with_third_party_id], query)}
 
     @_translated
     def has_client(self, client: str) -> bool:

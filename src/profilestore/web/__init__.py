@@ -65,7 +65,7 @@ def create_app(
         finally:
             if settings.run_worker:
                 app.state.worker.stop()
-            store.close()
+            await store.close_async()
 
     app = FastAPI(title="profilestore", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(bulk.router)

@@ -21,7 +21,7 @@ from ..model import NUL_PROBLEM, Profile, storable
 from ..profiles import VisitorIds
 from ..updates import UpdateService
 from .body import read_capped
-from .deps import updates
+from .deps import read, updates
 
 router = APIRouter()
 # Where Target takes profileParameters from, and what each section holds.
@@ -43,7 +43,8 @@ async def delivery(
     limit = settings.max_delivery_bytes
     raw = await read_capped(request, limit, TooLarge(f"The request is {limit:,} bytes or more; the limit is {limit:,}"))
     body = _json_object(raw)
-    client = resolve_client(settings, service.store, client, imsOrgId, request.headers.get("host", ""))
+    host = request.headers.get("host", "")
+    client = await read(request, resolve_client, settings, service.store, client, imsOrgId, host)  # may ask the store
     if not SESSION_ID.fullmatch(sessionId) or SESSION_ID_FORBIDDEN & set(sessionId):
         raise BadRequest("sessionId must be 1 to 128 printable characters without space, '?', '{', '}' or '/'")
     ids = _visitor_ids(body.get("id"))

@@ -1,4 +1,4 @@
--- The PostgreSQL schema as the migrations beside this file leave it (0005), to read. A store
+-- The PostgreSQL schema as the migrations beside this file leave it (0006), to read. A store
 -- never runs this file: it applies the migrations it lacks, and records each in the
 -- profilestore_migrations table (the runner's, not part of this schema). A new migration
 -- changes this file too, or tests/test_migrations.py fails.
@@ -82,6 +82,8 @@ CREATE TABLE profiles (
 CREATE INDEX profiles_active_hour ON profiles (active_hour);
 CREATE UNIQUE INDEX profiles_third_party_id ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
 CREATE UNIQUE INDEX profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
+-- Those without a thirdPartyId, which an export's pcId file reads alone.
+CREATE INDEX profiles_without_third_party_id ON profiles (client, tnt_id) WHERE third_party_id IS NULL;
 
 -- The tntIds of profiles merged into another, and the tntId each resolves to now.
 CREATE TABLE merged_ids (

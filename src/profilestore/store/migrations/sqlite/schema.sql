@@ -1,4 +1,4 @@
--- The SQLite schema as the migrations beside this file leave it (PRAGMA user_version 4), to read.
+-- The SQLite schema as the migrations beside this file leave it (PRAGMA user_version 6), to read.
 -- A store never runs this file: it applies the migrations it lacks. A new migration changes
 -- this file too, or tests/test_migrations.py fails.
 
@@ -54,7 +54,8 @@ CREATE TABLE failed_rows (
 
 -- A client's profiles by tntId; a thirdPartyId or marketingCloudVisitorId (mcvid) is on one
 -- profile of the client at most. active_ms is the last write of any kind, which the lifetime
--- runs from.
+-- runs from; expired profiles are found by its hour, active_hour, which a write changes at most
+-- once an hour.
 CREATE TABLE profiles (
     client TEXT NOT NULL,
     tnt_id TEXT NOT NULL,
@@ -64,11 +65,14 @@ CREATE TABLE profiles (
     mcvid TEXT,
     attributes TEXT NOT NULL,  -- JSON {name: [value, modified_ms, order]}
     active_ms INTEGER NOT NULL,
+    active_hour INTEGER NOT NULL DEFAULT 0,  -- active_ms / 3,600,000
     PRIMARY KEY (client, tnt_id)
 );
-CREATE INDEX profiles_active ON profiles (active_ms);
+CREATE INDEX profiles_active_hour ON profiles (active_hour);
 CREATE UNIQUE INDEX profiles_third_party_id ON profiles (client, third_party_id) WHERE third_party_id IS NOT NULL;
 CREATE UNIQUE INDEX profiles_mcvid ON profiles (client, mcvid) WHERE mcvid IS NOT NULL;
+-- Those without a thirdPartyId, which an export's pcId file reads alone.
+CREATE INDEX profiles_without_third_party_id ON profiles (client, tnt_id) WHERE third_party_id IS NULL;
 
 -- The tntIds of profiles merged into another, and the tntId each resolves to now.
 CREATE TABLE merged_ids (
