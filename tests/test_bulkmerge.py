@@ -49,7 +49,7 @@ class TickingClock(FakeClock):
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-@cache  # strategies are made once: drawing is most of what generating a scenario costs
+@cache  # one strategy per cap: made anew for every line, they took half the time of generating
 def cells(cap: int) -> st.SearchStrategy[bytes]:
     """A good cell as sent: empty (leave unchanged), short, with encoded `,` and newline; given
     a cap, also long enough to come near the profile size cap, or past it."""
@@ -109,6 +109,9 @@ def batch_files(draw, cap: int, keys: list[str]) -> tuple[int, bytes]:
     return draw(st.sampled_from([1, 2, 2, 2])), b"batch=" + header + end + body
 
 
+ADVANCES = st.sampled_from([1_000, 1_000, HOUR_MS, HOUR_MS, 14 * DAY_MS, 15 * DAY_MS]).map(lambda ms: ("advance", ms))
+
+
 def single_writes(cap: int, names: list[str], id_kind: str) -> st.SearchStrategy[tuple]:
     """What may happen between a batch's acceptance and its application: single updates
     (mostly of the batch's own kind of id and attributes, so that its rows meet them), in-page
@@ -125,9 +128,6 @@ def single_writes(cap: int, names: list[str], id_kind: str) -> st.SearchStrategy
     visit = st.tuples(visitor_ids, any_values).map(lambda visit: ("visit", *visit[0], visit[1]))
     retire = st.lists(some_id, min_size=2, max_size=2, unique=True).map(lambda pair: ("retire", *pair))
     return st.one_of(aimed, aimed, update, visit, retire, retire, ADVANCES)
-
-
-ADVANCES = st.sampled_from([1_000, 1_000, HOUR_MS, HOUR_MS, 14 * DAY_MS, 15 * DAY_MS]).map(lambda ms: ("advance", ms))
 
 
 @st.composite
@@ -306,6 +306,9 @@ MERGED_TNT_IDS = [("submit", 2, b"batch=pcId,a\nv0,x\nv1,y\n"), ("apply",), ("re
 # are far fewer than the cap's bytes.
 WIDE_NEAR_THE_CAP = [("submit", 2, b"batch=pcId,a,b\nv0," + EURO * 96 + b"\n"), ("apply",),
                      ("submit", 2, b"batch=pcId,b\nv0," + EURO * 4 + b"\nv1,x\nv0,x\n"), ("apply",)]  # fmt: skip
+# Ids again within a chunk and in the next one, new profiles and known ones, some rows all empty.
+DUPLICATES = [("submit", 2, b"batch=thirdPartyId,a,b\nv0,x,\nv0,,y\nv1,1,\nv1,2,%2C\nv1,,\nv0,,z\n"),
+              ("submit", 2, b"batch=pcId,a,b\nv0,x,\nv0,,y\nv0,z,\nv0,,\nv1,,\n"), ("apply",)]  # fmt: skip
 # A profile that expired before the batch's rows reach it: they start a new one.
 EXPIRED = [("submit", 2, b"batch=thirdPartyId,a\nv0,x\n"), ("apply",), ("advance", 15 * DAY_MS),
            ("submit", 2, b"batch=thirdPartyId,b\nv0,y\nv1,y\n"), ("apply",)]  # fmt: skip
@@ -317,6 +320,7 @@ EXPIRED = [("submit", 2, b"batch=thirdPartyId,a\nv0,x\n"), ("apply",), ("advance
 @example(scenario=(ROOMY, LATER_SINGLE_UPDATE))
 @example(scenario=(ROOMY, MERGED_TNT_IDS))
 @example(scenario=({**ROOMY, "max_profile_bytes": 300}, WIDE_NEAR_THE_CAP))
+@example(scenario=(ROOMY, DUPLICATES))
 @example(scenario=(ROOMY, EXPIRED))
 def test_the_lean_merge_leaves_the_store_the_general_merge_leaves(new_store_url, scenario):
     overrides, steps = scenario
