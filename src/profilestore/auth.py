@@ -51,11 +51,9 @@ class AuthService:
     def client_config(self, client: str) -> ClientConfig | None:
         """The client's settings, read at most once a second: this check runs before every
         profile API call. Changes made through this process apply at once, others within 1 s."""
-        with self._configs_lock:
-            try:  # one lookup: a cached entry can expire between an `in` and the `[]` after it
-                return self._configs[client]
-            except KeyError:
-                pass
+        cached, config = self._cached(client)
+        if cached:
+            return config
         config = self.store.client_config(client)
         with self._configs_lock:
             self._configs[client] = config
@@ -66,12 +64,16 @@ class AuthService:
         need no token; BadRequest for an invalid client code, as from check(). A caller on an
         event loop hands check() to a thread only when this is False."""
         check_client(client)
+        cached, config = self._cached(client)
+        return cached and (config is None or not config.auth_required)
+
+    def _cached(self, client: str) -> tuple[bool, ClientConfig | None]:
+        """(whether the client's settings are cached, and those settings)."""
         with self._configs_lock:
-            try:  # as in client_config
-                config = self._configs[client]
+            try:  # one lookup: a cached entry can expire between an `in` and the `[]` after it
+                return True, self._configs[client]
             except KeyError:
-                return False
-        return config is None or not config.auth_required
+                return False, None
 
     def check(self, client: str, authorization: str | None) -> None:
         """Pass if the client does not require authentication or the token is its own and live."""

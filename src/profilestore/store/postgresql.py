@@ -64,7 +64,14 @@ from .base import (
     WriteTx,
     wrapping_errors,
 )
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
+from .rows import (
+    BATCH_FIELDS,
+    PROFILE_COLUMNS,
+    WITH_THIRD_PARTY_ID,
+    batch_values,
+    profile_values,
+    profiles_by_asked,
+)
 
 POOL_SIZE = 10
 READ_CHECK_IDLE_SECONDS = 1.0  # profile_async checks a connection unused for longer (see _check_if_idle)
@@ -143,9 +150,6 @@ SELECT_STORED_BY = _select_by("ctid::text, modified_ms, active_ms, attributes")
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT FROM profiles WHERE client = %s)"
 # Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
 # tnt_id is COLLATE "C": byte order, as in SQLite.
-# By with_third_party_id: a condition the planner can see, so that the profiles without one are
-# read through their own index (profiles_without_third_party_id).
-WITH_THIRD_PARTY_ID = {None: "", True: "AND third_party_id IS NOT NULL", False: "AND third_party_id IS NULL"}
 SELECT_PROFILES_PAGE = {
     kind: f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = %(client)s AND tnt_id > %(after)s {condition}
         ORDER BY tnt_id LIMIT %(limit)s"""
@@ -349,9 +353,13 @@ def _copy_rows(profiles: list[Profile]) -> Iterator[tuple]:
     return ((*profile_values(p), p.active_ms // HOUR_MS) for p in profiles)
 
 
+def _asked(client: str, ids: Iterable[str]) -> dict[str, str]:
+    """The parameters of SELECT_PROFILES_BY and SELECT_STORED_BY."""
+    return {"client": client, "ids": orjson.dumps(list(ids)).decode()}
+
+
 def _profiles_by(conn: psycopg.Connection, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, Profile]:
-    query = {"client": client, "ids": orjson.dumps(list(ids)).decode()}
-    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], query))
+    return profiles_by_asked(conn.execute(SELECT_PROFILES_BY[id_kind], _asked(client, ids)))
 
 
 @wrapping_errors(_wrapped_errors)
@@ -433,8 +441,8 @@ class PostgresTx(WriteTx):
         cursor.execute(MERGE_STAGING)
 
     def stored_profiles(self, client: str, id_kind: str, ids: Iterable[str]) -> dict[str, StoredProfile]:
-        query = {"client": client, "ids": orjson.dumps(list(ids)).decode()}
-        return {asked: StoredProfile(*stored) for asked, *stored in self._db.execute(SELECT_STORED_BY[id_kind], query)}
+        rows = self._db.execute(SELECT_STORED_BY[id_kind], _asked(client, ids))
+        return {asked: StoredProfile(*stored) for asked, *stored in rows}
 
     def write_profile_rows(self, new: list[tuple], changed: list[tuple]) -> None:
         if new:
@@ -595,10 +603,9 @@ class PostgresStore(Store):
             return _profiles_by(conn, client, id_kind, [visitor_id]).get(visitor_id)
 
     async def profile_async(self, client: str, id_kind: str, visitor_id: str) -> Profile | None:
-        query = {"client": client, "ids": orjson.dumps([visitor_id]).decode()}
         with _wrapped_errors():
             async with (await self._async_reads()).connection() as conn:
-                rows = await (await conn.execute(SELECT_PROFILES_BY[id_kind], query)).fetchall()
+                rows = await (await conn.execute(SELECT_PROFILES_BY[id_kind], _asked(client, [visitor_id]))).fetchall()
         return profiles_by_asked(rows).get(visitor_id)
 
     async def _async_reads(self) -> AsyncConnectionPool:

@@ -15,6 +15,10 @@ BATCH_FIELDS = [f.name for f in fields(Batch) if f.name != "seq"]  # seq is the 
 PROFILE_COLUMNS = "client, tnt_id, created_ms, modified_ms, third_party_id, mcvid, attributes, active_ms"
 # Where each is in a row of them.
 TNT_ID, MODIFIED_MS, THIRD_PARTY_ID, ATTRIBUTES, ACTIVE_MS = 1, 3, 4, 6, 7
+# Store.profile_rows's with_third_party_id as a condition of the query, one the planner can see,
+# so that the profiles without one are read through their own index
+# (profiles_without_third_party_id).
+WITH_THIRD_PARTY_ID = {None: "", True: "AND third_party_id IS NOT NULL", False: "AND third_party_id IS NULL"}
 
 
 def batch_values(batch: Batch) -> tuple:

@@ -46,7 +46,14 @@ from .base import (
     wrapped_in,
     wrapping_errors,
 )
-from .rows import BATCH_FIELDS, PROFILE_COLUMNS, batch_values, profile_values, profiles_by_asked
+from .rows import (
+    BATCH_FIELDS,
+    PROFILE_COLUMNS,
+    WITH_THIRD_PARTY_ID,
+    batch_values,
+    profile_values,
+    profiles_by_asked,
+)
 
 # Readers map the file (up to this much) instead of copying each page through read() calls.
 READER_MMAP_BYTES = 1 << 30
@@ -117,9 +124,6 @@ UPDATE_PROFILE_ROW_AND_HOUR = f"""UPDATE profiles SET modified_ms = ?1, attribut
     active_hour = ?3 / {HOUR_MS} WHERE rowid = ?4"""
 SELECT_HAS_CLIENT = "SELECT EXISTS (SELECT 1 FROM profiles WHERE client = ?)"
 # Keyset paging on the primary key (client, tnt_id): each page is one range scan of the index.
-# By with_third_party_id: a condition the planner can see, so that the profiles without one are
-# read through their own index (profiles_without_third_party_id).
-WITH_THIRD_PARTY_ID = {None: "", True: "AND third_party_id IS NOT NULL", False: "AND third_party_id IS NULL"}
 SELECT_PROFILES_PAGE = {
     kind: f"""SELECT {PROFILE_COLUMNS} FROM profiles WHERE client = ?1 AND tnt_id > ?2 {condition}
         ORDER BY tnt_id LIMIT ?3"""
